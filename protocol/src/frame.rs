@@ -1,0 +1,77 @@
+//! JSON envelopes exchanged on the socket: `{"event": …, "channel": …, "data": …}`.
+//!
+//! Frames are generic over the `data` type so that the server can keep it as raw JSON and the SDK as
+//! a browser value; neither needs a particular JSON library from this crate.
+
+use serde::{Deserialize, Serialize};
+
+/// A frame as it is read from the socket.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Frame<D> {
+    pub event: String,
+    #[serde(default)]
+    pub channel: Option<String>,
+    pub data: Option<D>,
+    #[serde(default)]
+    pub user_id: Option<String>,
+}
+
+/// A frame as it is written to the socket; borrows everything so encoding allocates once.
+#[derive(Debug, Clone, Serialize)]
+pub struct OutFrame<'a, D: Serialize> {
+    pub event: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub channel: Option<&'a str>,
+    pub data: D,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<&'a str>,
+}
+
+/// `data` of `pusher:connection_established` (sent as a JSON string inside the frame).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ConnectionEstablished {
+    pub socket_id: String,
+    /// Seconds of silence after which the client should ping.
+    pub activity_timeout: u64,
+}
+
+/// `data` of `pusher:error`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorData {
+    pub code: Option<u16>,
+    pub message: String,
+}
+
+/// `data` of `pusher:subscribe`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SubscribeData {
+    pub channel: String,
+    #[serde(default)]
+    pub auth: Option<String>,
+    /// Presence only: JSON string `{"user_id": …, "user_info": …}` covered by the signature.
+    #[serde(default)]
+    pub channel_data: Option<String>,
+}
+
+/// `data` of `pusher:unsubscribe`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UnsubscribeData {
+    pub channel: String,
+}
+
+/// `data` of `pusher:signin`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SigninData {
+    pub auth: String,
+    /// JSON string with at least a string `id`, covered by the signature.
+    pub user_data: String,
+}
+
+/// `data` of `pusher:subscription_error`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SubscriptionErrorData {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub error: String,
+    pub status: u16,
+}

@@ -1,1 +1,67 @@
-fn main() {}
+//! The `chorus` binary: loads configuration, starts the server, stops it on SIGINT/SIGTERM.
+
+use anyhow::Context;
+use chorus_server::config::{Cli, Config};
+use chorus_server::Server;
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let loaded = Config::load(&cli)?;
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|f| EnvFilter::try_new(f).ok())
+        .unwrap_or_else(|| {
+            EnvFilter::try_new(&loaded.config.log).unwrap_or_else(|_| EnvFilter::new("info"))
+        });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .init();
+
+    if loaded.uses_development_credentials {
+        tracing::warn!(
+            "!!! Serving the built-in development app (id app-id, key app-key, secret app-secret). \
+             These credentials are public: for development only. Configure apps in a config file \
+             or with CHORUS_APP_ID/CHORUS_APP_KEY/CHORUS_APP_SECRET before exposing this server. !!!"
+        );
+    }
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let config = loaded.config;
+        let apps: Vec<String> = config.apps.iter().map(|a| a.id.clone()).collect();
+        let server = Server::bind(config.clone())
+            .await
+            .with_context(|| format!("binding {}:{}", config.host, config.port))?;
+        tracing::info!(addr = %server.local_addr()?, apps = ?apps, "chorus listening");
+        server.run(shutdown_signal()).await.context("serving")?;
+        tracing::info!("stopped");
+        Ok(())
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

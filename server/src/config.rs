@@ -1,0 +1,318 @@
+//! Configuration: built-in defaults, then a TOML file, then `CHORUS_*` environment variables, then
+//! command-line flags (each layer overrides the one before).
+//!
+//! See the configuration reference in README.md; every field below is listed there.
+
+use std::path::{Path, PathBuf};
+
+use clap::Parser;
+use serde::Deserialize;
+
+/// Command-line flags; each also reads an environment variable.
+#[derive(Debug, Clone, Default, Parser)]
+#[command(
+    name = "chorus",
+    version,
+    about = "Chorus: a self-hosted real-time server speaking the Pusher Channels protocol v7"
+)]
+pub struct Cli {
+    /// TOML configuration file (apps, limits, timeouts). Without it one development app is served.
+    #[arg(long, short = 'c', env = "CHORUS_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default: 0.0.0.0].
+    #[arg(long, env = "CHORUS_HOST")]
+    pub host: Option<String>,
+    /// Port for WebSocket and HTTP API [default: 6001].
+    #[arg(long, short = 'p', env = "CHORUS_PORT")]
+    pub port: Option<u16>,
+    /// Seconds of silence after which the server pings a client (sent to clients in the handshake) [default: 30].
+    #[arg(long, env = "CHORUS_ACTIVITY_TIMEOUT")]
+    pub activity_timeout: Option<u64>,
+    /// Id of the single app served when the config file defines none (with --app-key and --app-secret).
+    #[arg(long, env = "CHORUS_APP_ID")]
+    pub app_id: Option<String>,
+    /// Key of the single app served when the config file defines none.
+    #[arg(long, env = "CHORUS_APP_KEY")]
+    pub app_key: Option<String>,
+    /// Secret of the single app served when the config file defines none.
+    #[arg(long, env = "CHORUS_APP_SECRET", hide_env_values = true)]
+    pub app_secret: Option<String>,
+    /// Log filter in `tracing` syntax, e.g. `info` or `chorus_server=debug` [default: info].
+    #[arg(long, env = "CHORUS_LOG")]
+    pub log: Option<String>,
+}
+
+/// Whole-server settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub host: String,
+    pub port: u16,
+    /// Seconds of client silence before the server sends `pusher:ping`; also sent in the handshake.
+    pub activity_timeout: u64,
+    /// Seconds to wait for any message after a server ping before closing with 4201.
+    pub pong_timeout: u64,
+    /// Seconds graceful shutdown waits for connections to close before exiting anyway.
+    pub shutdown_timeout: u64,
+    /// Largest WebSocket message accepted, in KiB; a larger one closes the connection with 1009.
+    pub max_message_kb: usize,
+    /// Largest HTTP API request body, in KiB (413 above it).
+    pub max_request_kb: usize,
+    /// Messages queued for one connection before it counts as a slow consumer and is closed (4100).
+    pub outbound_queue: usize,
+    /// Connections the whole server accepts (0 = unlimited); above it new ones are closed with 4100.
+    pub max_connections: usize,
+    /// Log filter (`tracing` env-filter syntax).
+    pub log: String,
+    pub apps: Vec<AppConfig>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            host: "0.0.0.0".into(),
+            port: 6001,
+            activity_timeout: 30,
+            pong_timeout: 30,
+            shutdown_timeout: 10,
+            max_message_kb: 100,
+            max_request_kb: 1024,
+            outbound_queue: 1024,
+            max_connections: 0,
+            log: "info".into(),
+            apps: Vec::new(),
+        }
+    }
+}
+
+/// One tenant: its credentials and limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AppConfig {
+    pub id: String,
+    pub key: String,
+    pub secret: String,
+    /// Whether clients may send `client-*` events (whisper) on private and presence channels.
+    pub enable_client_events: bool,
+    /// Whether `pusher:signin` is accepted.
+    pub enable_user_authentication: bool,
+    /// Connections this app may hold (0 = unlimited); above it new ones are closed with 4004.
+    pub max_connections: usize,
+    /// Largest event `data` (HTTP API, 413 above it) and client event (`pusher:error` 4300), in KiB.
+    pub max_event_payload_kb: usize,
+    /// Client events one connection may send per second (0 = unlimited); above it `pusher:error` 4301.
+    pub max_client_events_per_second: u32,
+    /// Origins allowed to open a WebSocket (`*` = any, else exact `scheme://host[:port]`); others get 4009.
+    pub allowed_origins: Vec<String>,
+}
+
+impl Default for AppConfig {
+    fn default() -> Self {
+        Self {
+            id: String::new(),
+            key: String::new(),
+            secret: String::new(),
+            enable_client_events: true,
+            enable_user_authentication: true,
+            max_connections: 0,
+            max_event_payload_kb: 10,
+            max_client_events_per_second: 10,
+            allowed_origins: vec!["*".into()],
+        }
+    }
+}
+
+impl AppConfig {
+    /// The app served when nothing else is configured: fine on a laptop, never in production.
+    pub fn development() -> Self {
+        Self {
+            id: "app-id".into(),
+            key: "app-key".into(),
+            secret: "app-secret".into(),
+            ..Self::default()
+        }
+    }
+
+    pub fn origin_allowed(&self, origin: Option<&str>) -> bool {
+        if self.allowed_origins.iter().any(|o| o == "*") {
+            return true;
+        }
+        // Non-browser clients send no Origin; the origin check is a browser protection only.
+        let Some(origin) = origin else { return true };
+        self.allowed_origins
+            .iter()
+            .any(|o| o.trim_end_matches('/').eq_ignore_ascii_case(origin))
+    }
+}
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// Result of loading: the config plus whether the built-in development app is in use.
+pub struct Loaded {
+    pub config: Config,
+    pub uses_development_credentials: bool,
+}
+
+impl Config {
+    pub fn from_toml_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_owned(),
+            source,
+        })
+    }
+
+    /// Layers file, environment and flags (clap already merged environment into `cli`).
+    pub fn load(cli: &Cli) -> Result<Loaded, ConfigError> {
+        let mut config = match &cli.config {
+            Some(path) => Self::from_toml_file(path)?,
+            None => Self::default(),
+        };
+        if let Some(host) = &cli.host {
+            config.host = host.clone();
+        }
+        if let Some(port) = cli.port {
+            config.port = port;
+        }
+        if let Some(t) = cli.activity_timeout {
+            config.activity_timeout = t;
+        }
+        if let Some(log) = &cli.log {
+            config.log = log.clone();
+        }
+        let mut uses_development_credentials = false;
+        if config.apps.is_empty() {
+            let mut app = AppConfig::development();
+            match (&cli.app_id, &cli.app_key, &cli.app_secret) {
+                (Some(id), Some(key), Some(secret)) => {
+                    app.id = id.clone();
+                    app.key = key.clone();
+                    app.secret = secret.clone();
+                }
+                (None, None, None) => uses_development_credentials = true,
+                _ => return Err(ConfigError::Invalid(
+                    "set all three of CHORUS_APP_ID, CHORUS_APP_KEY and CHORUS_APP_SECRET, or none"
+                        .into(),
+                )),
+            }
+            config.apps.push(app);
+        }
+        config.validate()?;
+        Ok(Loaded {
+            config,
+            uses_development_credentials,
+        })
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        if self.activity_timeout == 0 || self.pong_timeout == 0 {
+            return invalid("activity_timeout and pong_timeout must be at least 1 second".into());
+        }
+        if self.outbound_queue == 0 {
+            return invalid("outbound_queue must be at least 1".into());
+        }
+        let mut ids = std::collections::HashSet::new();
+        let mut keys = std::collections::HashSet::new();
+        for app in &self.apps {
+            if app.id.is_empty() || app.key.is_empty() || app.secret.is_empty() {
+                return invalid("every app needs a non-empty id, key and secret".into());
+            }
+            if !ids.insert(&app.id) {
+                return invalid(format!("app id {:?} is defined twice", app.id));
+            }
+            if !keys.insert(&app.key) {
+                return invalid(format!("app key {:?} is defined twice", app.key));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn toml_with_apps_and_defaults() {
+        let c: Config = toml::from_str(
+            r#"
+            port = 7000
+            [[apps]]
+            id = "1"
+            key = "k"
+            secret = "s"
+            enable_client_events = false
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.port, 7000);
+        assert_eq!(c.host, "0.0.0.0");
+        assert!(!c.apps[0].enable_client_events);
+        assert_eq!(c.apps[0].max_event_payload_kb, 10);
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn unknown_fields_are_rejected() {
+        assert!(toml::from_str::<Config>("prot = 1").is_err());
+    }
+
+    #[test]
+    fn flags_override_and_default_app() {
+        let cli = Cli {
+            port: Some(1234),
+            ..Cli::default()
+        };
+        let loaded = Config::load(&cli).unwrap();
+        assert_eq!(loaded.config.port, 1234);
+        assert!(loaded.uses_development_credentials);
+        assert_eq!(loaded.config.apps[0].key, "app-key");
+    }
+
+    #[test]
+    fn partial_app_env_is_an_error() {
+        let cli = Cli {
+            app_id: Some("x".into()),
+            ..Cli::default()
+        };
+        assert!(Config::load(&cli).is_err());
+    }
+
+    #[test]
+    fn duplicate_keys_are_rejected() {
+        let c = Config {
+            apps: vec![AppConfig::development(), AppConfig::development()],
+            ..Config::default()
+        };
+        assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn origins() {
+        let mut app = AppConfig::development();
+        assert!(app.origin_allowed(Some("https://x.example")));
+        app.allowed_origins = vec!["https://app.example".into()];
+        assert!(app.origin_allowed(Some("https://app.example")));
+        assert!(!app.origin_allowed(Some("https://evil.example")));
+        assert!(app.origin_allowed(None));
+    }
+}

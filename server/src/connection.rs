@@ -1,0 +1,500 @@
+//! One WebSocket connection: admission, the read loop (protocol events, heartbeat) and the writer
+//! task that drains the connection's bounded outbound queue.
+//!
+//! Reading and writing are split: the writer task owns the sink and only ever writes what is
+//! queued, so a broadcast never waits on this client's socket.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use chorus_protocol::channel::{server_to_user_id, validate_channel_name};
+use chorus_protocol::frame::{
+    ConnectionEstablished, Frame, SigninData, SubscribeData, UnsubscribeData,
+};
+use chorus_protocol::{events, sign, ChannelKind};
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use serde::de::DeserializeOwned;
+use serde_json::value::RawValue;
+use tokio::sync::mpsc;
+use tokio::time::{sleep_until, Instant};
+
+use crate::app::App;
+use crate::error::{ConnectionError, SubscriptionError};
+use crate::outbound::{ConnHandle, Outbound};
+use crate::presence::PresenceMember;
+use crate::state::ServerState;
+use crate::wire;
+
+/// How long the writer may take to flush the final frames before the socket is dropped.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+/// Frames written before one flush: batching cuts syscalls when many are queued.
+const WRITE_BATCH: usize = 64;
+
+/// What the upgrade request said, checked once the socket is open (errors are sent on it).
+pub struct ConnectRequest {
+    pub key: String,
+    pub protocol: Option<String>,
+    pub origin: Option<String>,
+}
+
+/// Serves one WebSocket until it closes.
+pub async fn serve(socket: WebSocket, state: Arc<ServerState>, request: ConnectRequest) {
+    let (tx, rx) = mpsc::channel(state.config.outbound_queue);
+    let conn = ConnHandle::new(new_socket_id(), tx);
+    let (sink, stream) = socket.split();
+    let mut writer = tokio::spawn(write_loop(sink, rx));
+
+    let end = match admit(&state, &request) {
+        Err(e) => Some(e),
+        Ok((app, _slots)) => {
+            let mut session = Session::new(Arc::clone(&state), app, conn.clone());
+            let end = session.run(stream).await;
+            session.cleanup();
+            end
+        }
+    };
+
+    let sender = conn.sender().clone();
+    drop(conn);
+    let mut abort = false;
+    if let Some(err) = end {
+        tracing::debug!(error = %err, "closing connection");
+        // Fatal errors close with their Pusher code; a too-large message closes with WebSocket's 1009.
+        let close_code = if err.is_fatal() {
+            err.code().code()
+        } else {
+            1009
+        };
+        abort = sender.try_send(Outbound::Text(wire::error(&err))).is_err()
+            || sender
+                .try_send(Outbound::Close(close_code, err.to_string()))
+                .is_err();
+    }
+    drop(sender);
+    // A slow consumer whose queue is full cannot take its goodbye: drop it at once.
+    if abort
+        || tokio::time::timeout(CLOSE_GRACE, &mut writer)
+            .await
+            .is_err()
+    {
+        writer.abort();
+    }
+}
+
+type Slots = (
+    crate::state::ServerConnectionSlot,
+    crate::app::AppConnectionSlot,
+);
+
+fn admit(
+    state: &Arc<ServerState>,
+    req: &ConnectRequest,
+) -> Result<(Arc<App>, Slots), ConnectionError> {
+    if state.is_shutting_down() {
+        return Err(ConnectionError::ShuttingDown);
+    }
+    let app = state
+        .apps
+        .by_key(&req.key)
+        .ok_or_else(|| ConnectionError::AppNotFound(req.key.clone()))?;
+    let protocol = req
+        .protocol
+        .as_deref()
+        .ok_or(ConnectionError::NoProtocolVersion)?;
+    let version: u32 = protocol
+        .parse()
+        .map_err(|_| ConnectionError::InvalidVersionString(protocol.to_owned()))?;
+    if !(u32::from(chorus_protocol::MIN_PROTOCOL_VERSION)
+        ..=u32::from(chorus_protocol::PROTOCOL_VERSION))
+        .contains(&version)
+    {
+        return Err(ConnectionError::UnsupportedProtocolVersion(version));
+    }
+    if !app.config.origin_allowed(req.origin.as_deref()) {
+        return Err(ConnectionError::OriginNotAllowed);
+    }
+    let server_slot = state
+        .acquire_connection()
+        .ok_or(ConnectionError::OverCapacity)?;
+    let app_slot = app
+        .acquire_connection()
+        .ok_or(ConnectionError::OverConnectionQuota)?;
+    Ok((Arc::clone(app), (server_slot, app_slot)))
+}
+
+fn new_socket_id() -> String {
+    format!("{}.{}", rand::random::<u32>(), rand::random::<u32>())
+}
+
+async fn write_loop(mut sink: SplitSink<WebSocket, Message>, mut rx: mpsc::Receiver<Outbound>) {
+    'outer: while let Some(first) = rx.recv().await {
+        let mut next = Some(first);
+        let mut batched = 0;
+        while let Some(out) = next.take() {
+            match out {
+                Outbound::Text(text) => {
+                    if sink.feed(Message::Text(text)).await.is_err() {
+                        break 'outer;
+                    }
+                }
+                Outbound::Close(code, reason) => {
+                    let frame = CloseFrame {
+                        code,
+                        reason: reason.into(),
+                    };
+                    let _ = sink.send(Message::Close(Some(frame))).await;
+                    break 'outer;
+                }
+            }
+            batched += 1;
+            if batched < WRITE_BATCH {
+                next = rx.try_recv().ok();
+            }
+        }
+        if sink.flush().await.is_err() {
+            break;
+        }
+    }
+}
+
+/// Token bucket for client events: `rate` per second, bursts up to `rate`.
+struct RateLimiter {
+    rate: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl RateLimiter {
+    fn new(rate: u32) -> Self {
+        Self {
+            rate: f64::from(rate),
+            tokens: f64::from(rate),
+            last: Instant::now(),
+        }
+    }
+
+    fn allow(&mut self) -> bool {
+        if self.rate <= 0.0 {
+            return true;
+        }
+        let now = Instant::now();
+        self.tokens =
+            (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate).min(self.rate);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+struct Session {
+    state: Arc<ServerState>,
+    app: Arc<App>,
+    conn: ConnHandle,
+    /// Subscribed channels; for presence, the user id joined as.
+    subscriptions: HashMap<String, Option<String>>,
+    /// User id after a successful `pusher:signin`.
+    user_id: Option<String>,
+    limiter: RateLimiter,
+}
+
+static PONG: Utf8Bytes = Utf8Bytes::from_static(r#"{"event":"pusher:pong","data":{}}"#);
+static PING: Utf8Bytes = Utf8Bytes::from_static(r#"{"event":"pusher:ping","data":{}}"#);
+
+impl Session {
+    fn new(state: Arc<ServerState>, app: Arc<App>, conn: ConnHandle) -> Self {
+        let limiter = RateLimiter::new(app.config.max_client_events_per_second);
+        Self {
+            state,
+            app,
+            conn,
+            subscriptions: HashMap::new(),
+            user_id: None,
+            limiter,
+        }
+    }
+
+    /// Runs the read loop; returns the error that ended it, or `None` when the client left.
+    async fn run(&mut self, mut stream: SplitStream<WebSocket>) -> Option<ConnectionError> {
+        let established = ConnectionEstablished {
+            socket_id: self.conn.socket_id().to_owned(),
+            activity_timeout: self.state.config.activity_timeout,
+        };
+        let data = serde_json::to_string(&established).unwrap_or_default();
+        self.conn.send(&wire::encode_string_data(
+            events::CONNECTION_ESTABLISHED,
+            None,
+            &data,
+        ));
+
+        let activity = Duration::from_secs(self.state.config.activity_timeout);
+        let pong_wait = Duration::from_secs(self.state.config.pong_timeout);
+        let mut deadline = Instant::now() + activity;
+        let mut awaiting_pong = false;
+        let mut shutdown = self.state.shutdown.clone();
+        let conn = self.conn.clone();
+        loop {
+            tokio::select! {
+                msg = stream.next() => {
+                    deadline = Instant::now() + activity;
+                    awaiting_pong = false;
+                    match msg {
+                        None | Some(Ok(Message::Close(_))) => return None,
+                        Some(Ok(Message::Text(text))) => {
+                            self.app.metrics.received(text.len());
+                            if let Err(e) = self.handle(text.as_str()) {
+                                if e.is_fatal() {
+                                    return Some(e);
+                                }
+                                tracing::debug!(socket_id = self.conn.socket_id(), error = %e, "rejected message");
+                                self.conn.send(&wire::error(&e));
+                            }
+                        }
+                        Some(Ok(Message::Binary(_))) => {
+                            self.conn.send(&wire::error(&ConnectionError::BinaryMessage));
+                        }
+                        Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                        Some(Err(e)) => return read_error(e, self.state.config.max_message_kb),
+                    }
+                }
+                _ = sleep_until(deadline) => {
+                    if awaiting_pong {
+                        return Some(ConnectionError::PongNotReceived);
+                    }
+                    self.conn.send(&PING);
+                    awaiting_pong = true;
+                    deadline = Instant::now() + pong_wait;
+                }
+                reason = conn.killed() => return reason.error(),
+                _ = shutdown.wait_for(|down| *down) => return Some(ConnectionError::ShuttingDown),
+            }
+        }
+    }
+
+    fn handle(&mut self, text: &str) -> Result<(), ConnectionError> {
+        let frame: Frame<&RawValue> =
+            serde_json::from_str(text).map_err(|e| ConnectionError::InvalidJson(e.to_string()))?;
+        match frame.event.as_str() {
+            events::PING => {
+                self.conn.send(&PONG);
+                Ok(())
+            }
+            events::PONG => Ok(()),
+            events::SUBSCRIBE => self.subscribe(
+                data_as(frame.data).ok_or(ConnectionError::InvalidData(events::SUBSCRIBE))?,
+            ),
+            events::UNSUBSCRIBE => {
+                let data: UnsubscribeData =
+                    data_as(frame.data).ok_or(ConnectionError::InvalidData(events::UNSUBSCRIBE))?;
+                self.unsubscribe(&data.channel);
+                Ok(())
+            }
+            events::SIGNIN => self
+                .signin(data_as(frame.data).ok_or(ConnectionError::InvalidData(events::SIGNIN))?),
+            name if events::is_client_event(name) => {
+                self.client_event(name, frame.channel, frame.data, text.len())
+            }
+            other => Err(ConnectionError::UnknownEvent(
+                other.chars().take(64).collect(),
+            )),
+        }
+    }
+
+    fn subscribe(&mut self, data: SubscribeData) -> Result<(), ConnectionError> {
+        let kind = validate_channel_name(&data.channel)?;
+        match self.authorize(kind, &data) {
+            Ok(member) => {
+                let user_id = member.as_ref().map(|m| m.user_id.clone());
+                self.app
+                    .channels
+                    .subscribe(&data.channel, kind, &self.conn, member.as_ref());
+                self.subscriptions.entry(data.channel).or_insert(user_id);
+            }
+            Err(e) => {
+                tracing::debug!(socket_id = self.conn.socket_id(), channel = %data.channel, error = %e, "subscription refused");
+                self.conn.send(&wire::subscription_error(&data.channel, &e));
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks a subscription; for presence returns who joins.
+    fn authorize(
+        &self,
+        kind: ChannelKind,
+        data: &SubscribeData,
+    ) -> Result<Option<PresenceMember>, SubscriptionError> {
+        let cfg = &self.app.config;
+        match kind {
+            ChannelKind::Public => Ok(None),
+            ChannelKind::ServerToUser => {
+                let wanted = server_to_user_id(&data.channel);
+                if wanted.is_some() && wanted == self.user_id.as_deref() {
+                    Ok(None)
+                } else {
+                    Err(SubscriptionError::NotSignedInAsUser)
+                }
+            }
+            ChannelKind::Private | ChannelKind::PrivateEncrypted | ChannelKind::Presence => {
+                let auth = data.auth.as_deref().ok_or(SubscriptionError::MissingAuth)?;
+                let channel_data = data.channel_data.as_deref();
+                if kind == ChannelKind::Presence && channel_data.is_none() {
+                    return Err(SubscriptionError::InvalidChannelData(
+                        "presence channels need channel_data",
+                    ));
+                }
+                let signed_data = if kind == ChannelKind::Presence {
+                    channel_data
+                } else {
+                    None
+                };
+                if !sign::verify_channel(
+                    &cfg.key,
+                    &cfg.secret,
+                    self.conn.socket_id(),
+                    &data.channel,
+                    signed_data,
+                    auth,
+                ) {
+                    return Err(SubscriptionError::InvalidSignature);
+                }
+                match signed_data {
+                    Some(cd) => PresenceMember::parse(cd).map(Some),
+                    None => Ok(None),
+                }
+            }
+        }
+    }
+
+    fn unsubscribe(&mut self, channel: &str) {
+        if self.subscriptions.remove(channel).is_some() {
+            self.app
+                .channels
+                .unsubscribe(channel, self.conn.socket_id());
+        }
+    }
+
+    fn signin(&mut self, data: SigninData) -> Result<(), ConnectionError> {
+        let cfg = &self.app.config;
+        if !cfg.enable_user_authentication {
+            return Err(ConnectionError::UserAuthenticationDisabled);
+        }
+        if !sign::verify_user(
+            &cfg.key,
+            &cfg.secret,
+            self.conn.socket_id(),
+            &data.user_data,
+            &data.auth,
+        ) {
+            return Err(ConnectionError::SigninFailed("invalid signature"));
+        }
+        #[derive(serde::Deserialize)]
+        struct UserData {
+            id: String,
+        }
+        let user: UserData = serde_json::from_str(&data.user_data).map_err(|_| {
+            ConnectionError::SigninFailed("user_data must be a JSON object with a string id")
+        })?;
+        if user.id.is_empty() {
+            return Err(ConnectionError::SigninFailed("user id is empty"));
+        }
+        if let Some(old) = self.user_id.take() {
+            self.app.users.remove(&old, &self.conn);
+        }
+        self.app.users.add(&user.id, &self.conn);
+        self.user_id = Some(user.id);
+        #[derive(serde::Serialize)]
+        struct Success<'a> {
+            user_data: &'a str,
+        }
+        self.conn.send(&wire::encode(
+            events::SIGNIN_SUCCESS,
+            None,
+            Success {
+                user_data: &data.user_data,
+            },
+            None,
+        ));
+        Ok(())
+    }
+
+    fn client_event(
+        &mut self,
+        event: &str,
+        channel: Option<String>,
+        data: Option<&RawValue>,
+        size: usize,
+    ) -> Result<(), ConnectionError> {
+        let cfg = &self.app.config;
+        if !cfg.enable_client_events {
+            return Err(ConnectionError::ClientEventsDisabled);
+        }
+        let channel = channel.ok_or(ConnectionError::InvalidData("client event (channel)"))?;
+        if !ChannelKind::of(&channel).allows_client_events() {
+            return Err(ConnectionError::ClientEventWrongChannel);
+        }
+        let Some(user_id) = self.subscriptions.get(&channel) else {
+            return Err(ConnectionError::ClientEventNotSubscribed(channel));
+        };
+        if size > self.app.max_payload_bytes() {
+            return Err(ConnectionError::MessageTooLarge(
+                self.app.max_payload_bytes(),
+            ));
+        }
+        if !self.limiter.allow() {
+            return Err(ConnectionError::ClientEventRateLimited(
+                cfg.max_client_events_per_second,
+            ));
+        }
+        let frame = wire::encode(
+            event,
+            Some(&channel),
+            data.unwrap_or(RawValue::NULL),
+            user_id.as_deref(),
+        );
+        self.state
+            .adapter
+            .broadcast(&self.app, &channel, &frame, Some(self.conn.socket_id()));
+        Ok(())
+    }
+
+    /// Leaves every channel and the user registry.
+    fn cleanup(&mut self) {
+        for (channel, _) in self.subscriptions.drain() {
+            self.app
+                .channels
+                .unsubscribe(&channel, self.conn.socket_id());
+        }
+        if let Some(user_id) = self.user_id.take() {
+            self.app.users.remove(&user_id, &self.conn);
+        }
+    }
+}
+
+/// Parses `data`, given as an object or (as some clients do) as a JSON string holding one.
+fn data_as<T: DeserializeOwned>(data: Option<&RawValue>) -> Option<T> {
+    let raw = data?.get();
+    serde_json::from_str(raw).ok().or_else(|| {
+        let inner: String = serde_json::from_str(raw).ok()?;
+        serde_json::from_str(&inner).ok()
+    })
+}
+
+fn read_error(e: axum::Error, max_kb: usize) -> Option<ConnectionError> {
+    let inner = e.into_inner();
+    match inner.downcast_ref::<tungstenite::Error>() {
+        Some(tungstenite::Error::Capacity(_)) => {
+            Some(ConnectionError::MessageTooLarge(max_kb * 1024))
+        }
+        _ => {
+            tracing::debug!(error = %inner, "socket read failed");
+            None
+        }
+    }
+}

@@ -1,0 +1,158 @@
+//! Every error the server reports, and the one place each is mapped to its Pusher code or HTTP status.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use chorus_protocol::{ChannelNameError, ErrorCode};
+
+/// An error on a WebSocket connection: sent as `pusher:error`; fatal ones also close with the code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConnectionError {
+    #[error("App key {0:?} does not exist")]
+    AppNotFound(String),
+    #[error("No protocol version given (pass ?protocol=7)")]
+    NoProtocolVersion,
+    #[error("Invalid protocol version {0:?}")]
+    InvalidVersionString(String),
+    #[error("Unsupported protocol version {0} (supported: 5 to 7)")]
+    UnsupportedProtocolVersion(u32),
+    #[error("Origin not allowed")]
+    OriginNotAllowed,
+    #[error("App is over its connection quota")]
+    OverConnectionQuota,
+    #[error("Server is over capacity")]
+    OverCapacity,
+    #[error("Connection could not keep up with its messages")]
+    SlowConsumer,
+    #[error("Server is shutting down, reconnect")]
+    ShuttingDown,
+    #[error("Pong reply not received in time")]
+    PongNotReceived,
+    #[error("Connection terminated by the app")]
+    Terminated,
+    #[error("Invalid JSON: {0}")]
+    InvalidJson(String),
+    #[error("Unknown event {0:?}")]
+    UnknownEvent(String),
+    #[error("Missing or invalid data for {0}")]
+    InvalidData(&'static str),
+    #[error("Invalid channel name: {0}")]
+    InvalidChannel(#[from] ChannelNameError),
+    #[error("Message is larger than the {0} bytes allowed")]
+    MessageTooLarge(usize),
+    #[error("Binary messages are not supported")]
+    BinaryMessage,
+    #[error("Client events are not enabled for this app")]
+    ClientEventsDisabled,
+    #[error("Client events are only allowed on private and presence channels")]
+    ClientEventWrongChannel,
+    #[error("Client event rejected: not subscribed to {0:?}")]
+    ClientEventNotSubscribed(String),
+    #[error("Client event rejected: over the rate limit of {0} per second")]
+    ClientEventRateLimited(u32),
+    #[error("User authentication is not enabled for this app")]
+    UserAuthenticationDisabled,
+    #[error("Sign-in failed: {0}")]
+    SigninFailed(&'static str),
+}
+
+impl ConnectionError {
+    /// The Pusher code for this error.
+    pub fn code(&self) -> ErrorCode {
+        use ConnectionError::*;
+        match self {
+            AppNotFound(_) => ErrorCode::AppNotFound,
+            NoProtocolVersion => ErrorCode::NoProtocolVersion,
+            InvalidVersionString(_) => ErrorCode::InvalidVersionString,
+            UnsupportedProtocolVersion(_) => ErrorCode::UnsupportedProtocolVersion,
+            OriginNotAllowed | Terminated | SigninFailed(_) | UserAuthenticationDisabled => {
+                ErrorCode::Unauthorized
+            }
+            OverConnectionQuota => ErrorCode::OverConnectionQuota,
+            OverCapacity | SlowConsumer => ErrorCode::OverCapacity,
+            ShuttingDown => ErrorCode::ReconnectImmediately,
+            PongNotReceived => ErrorCode::PongNotReceived,
+            InvalidJson(_) | UnknownEvent(_) | InvalidData(_) | InvalidChannel(_)
+            | MessageTooLarge(_) | BinaryMessage => ErrorCode::InvalidMessage,
+            ClientEventsDisabled
+            | ClientEventWrongChannel
+            | ClientEventNotSubscribed(_)
+            | ClientEventRateLimited(_) => ErrorCode::ClientEventRejected,
+        }
+    }
+
+    /// Whether the connection is closed (with [`Self::code`] as close code) after reporting it.
+    pub fn is_fatal(&self) -> bool {
+        use ConnectionError::*;
+        matches!(
+            self,
+            AppNotFound(_)
+                | NoProtocolVersion
+                | InvalidVersionString(_)
+                | UnsupportedProtocolVersion(_)
+                | OriginNotAllowed
+                | OverConnectionQuota
+                | OverCapacity
+                | SlowConsumer
+                | ShuttingDown
+                | PongNotReceived
+                | Terminated
+        )
+    }
+}
+
+/// Why a `pusher:subscribe` was refused: answered with `pusher:subscription_error` on that channel.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SubscriptionError {
+    #[error("Missing auth signature for channel")]
+    MissingAuth,
+    #[error("Invalid signature")]
+    InvalidSignature,
+    #[error("Invalid channel_data: {0}")]
+    InvalidChannelData(&'static str),
+    #[error("Connection is not signed in as this channel's user")]
+    NotSignedInAsUser,
+}
+
+impl SubscriptionError {
+    /// HTTP-like status carried in the error (what pusher-js and Echo show the app).
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::MissingAuth | Self::InvalidSignature => 401,
+            Self::InvalidChannelData(_) => 400,
+            Self::NotSignedInAsUser => 403,
+        }
+    }
+}
+
+/// An HTTP API error; the response is `{"error": "<message>"}` with the status below.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApiError {
+    #[error("Unknown app id {0:?}")]
+    AppNotFound(String),
+    #[error("Authentication failed: {0}")]
+    Unauthorized(String),
+    #[error("Bad request: {0}")]
+    BadRequest(String),
+    #[error("Payload too large: {0}")]
+    PayloadTooLarge(String),
+    #[error("Not found")]
+    NotFound,
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::AppNotFound(_) | Self::NotFound => StatusCode::NOT_FOUND,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({ "error": self.to_string() });
+        (self.status(), axum::Json(body)).into_response()
+    }
+}

@@ -1,0 +1,456 @@
+//! The Pusher HTTP API (`/apps/{app_id}/...`): signed requests from backends (Laravel's pusher
+//! driver, the `pusher` server SDKs) to publish events and query channels.
+//!
+//! Every request is checked by [`authenticate`]: app id, `auth_key`, `auth_timestamp` within
+//! 600 s, `body_md5` of a non-empty body, and `auth_signature` (HMAC-SHA256 of
+//! `METHOD\nPATH\nsorted-query`), compared in constant time.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{OriginalUri, Path, State};
+use axum::http::{Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chorus_protocol::channel::validate_channel_name;
+use chorus_protocol::{is_valid_socket_id, sign, ChannelKind};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::{json, Map, Value};
+
+use crate::app::App;
+use crate::channels::ChannelInfo;
+use crate::error::ApiError;
+use crate::state::ServerState;
+use crate::wire;
+
+/// How far `auth_timestamp` may be from the server's clock.
+pub const MAX_CLOCK_SKEW_SECS: u64 = 600;
+/// Most channels one trigger may target.
+pub const MAX_TRIGGER_CHANNELS: usize = 100;
+/// Most events in one batch.
+pub const MAX_BATCH_EVENTS: usize = 10;
+/// Longest event name.
+pub const MAX_EVENT_NAME_LEN: usize = 200;
+
+type AppState = State<Arc<ServerState>>;
+type ApiResult = Result<Response, ApiError>;
+
+pub fn routes() -> Router<Arc<ServerState>> {
+    Router::new()
+        .route("/apps/{app_id}/events", post(trigger))
+        .route("/apps/{app_id}/batch_events", post(batch))
+        .route("/apps/{app_id}/channels", get(channels))
+        .route("/apps/{app_id}/channels/{channel}", get(channel))
+        .route("/apps/{app_id}/channels/{channel}/users", get(users))
+        .route(
+            "/apps/{app_id}/users/{user_id}/terminate_connections",
+            post(terminate),
+        )
+}
+
+/// A checked request: the app and the decoded query parameters.
+struct Authorized {
+    app: Arc<App>,
+    params: HashMap<String, String>,
+}
+
+fn authenticate(
+    state: &ServerState,
+    app_id: &str,
+    method: &Method,
+    uri: &OriginalUri,
+    body: &[u8],
+) -> Result<Authorized, ApiError> {
+    let app = state
+        .apps
+        .by_id(app_id)
+        .ok_or_else(|| ApiError::AppNotFound(app_id.to_owned()))?;
+    let pairs: Vec<(String, String)> = form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
+        .into_owned()
+        .collect();
+    let params: HashMap<String, String> = pairs.iter().cloned().collect();
+    let get = |k: &str| params.get(k).map(String::as_str);
+    let unauthorized = |m: &str| ApiError::Unauthorized(m.to_owned());
+
+    if get("auth_key") != Some(app.config.key.as_str()) {
+        return Err(unauthorized(
+            "auth_key is missing or does not match the app",
+        ));
+    }
+    let ts: u64 = get("auth_timestamp")
+        .and_then(|t| t.parse().ok())
+        .ok_or_else(|| unauthorized("auth_timestamp is missing or not a number"))?;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    if now.abs_diff(ts) > MAX_CLOCK_SKEW_SECS {
+        return Err(unauthorized(
+            "auth_timestamp is more than 600 seconds from the server's clock",
+        ));
+    }
+    if get("auth_version").is_some_and(|v| v != "1.0") {
+        return Err(unauthorized("auth_version must be 1.0"));
+    }
+    if !body.is_empty() {
+        match get("body_md5") {
+            Some(md5) if md5.eq_ignore_ascii_case(&sign::md5_hex(body)) => {}
+            Some(_) => return Err(unauthorized("body_md5 does not match the body")),
+            None => return Err(unauthorized("body_md5 is missing")),
+        }
+    }
+    let signature =
+        get("auth_signature").ok_or_else(|| unauthorized("auth_signature is missing"))?;
+    let to_sign = sign::api_string_to_sign(
+        method.as_str(),
+        uri.path(),
+        pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+    );
+    if !sign::verify_hex(&app.config.secret, &to_sign, signature) {
+        return Err(unauthorized("invalid auth_signature"));
+    }
+    Ok(Authorized {
+        app: Arc::clone(app),
+        params,
+    })
+}
+
+fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    body.map_err(|e| match e.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            ApiError::PayloadTooLarge("request body is over the server's limit".into())
+        }
+        _ => ApiError::BadRequest(e.body_text()),
+    })
+}
+
+fn parse_json<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))
+}
+
+/// One event to publish, as in `POST /events` and each entry of `POST /batch_events`.
+#[derive(Deserialize)]
+struct EventBody<'a> {
+    name: String,
+    /// A string per the protocol; any other JSON value is sent as its JSON text.
+    #[serde(borrow)]
+    data: &'a RawValue,
+    #[serde(default)]
+    channels: Option<Vec<String>>,
+    #[serde(default)]
+    channel: Option<String>,
+    #[serde(default)]
+    socket_id: Option<String>,
+    #[serde(default)]
+    info: Option<String>,
+}
+
+/// Requested `info` attributes.
+#[derive(Default, Clone, Copy)]
+struct InfoWanted {
+    subscription_count: bool,
+    user_count: bool,
+}
+
+impl InfoWanted {
+    fn parse(info: Option<&str>) -> Self {
+        let mut w = Self::default();
+        for attr in info.unwrap_or("").split(',').map(str::trim) {
+            match attr {
+                "subscription_count" => w.subscription_count = true,
+                "user_count" => w.user_count = true,
+                _ => {}
+            }
+        }
+        w
+    }
+
+    fn any(self) -> bool {
+        self.subscription_count || self.user_count
+    }
+
+    fn render(self, info: ChannelInfo) -> Map<String, Value> {
+        let mut m = Map::new();
+        if self.subscription_count {
+            m.insert("subscription_count".into(), info.subscription_count.into());
+        }
+        if self.user_count {
+            if let Some(u) = info.user_count {
+                m.insert("user_count".into(), u.into());
+            }
+        }
+        m
+    }
+}
+
+/// A validated event, ready to encode.
+struct Event<'a> {
+    name: String,
+    data: DataText<'a>,
+    channels: Vec<String>,
+    socket_id: Option<String>,
+    info: InfoWanted,
+}
+
+/// `data` as it will be written: a JSON string literal taken verbatim, or a value re-encoded as one.
+enum DataText<'a> {
+    Literal(&'a RawValue),
+    Encoded(String),
+}
+
+fn validate_event<'a>(app: &App, body: EventBody<'a>) -> Result<Event<'a>, ApiError> {
+    if body.name.is_empty() || body.name.len() > MAX_EVENT_NAME_LEN {
+        return Err(ApiError::BadRequest(format!(
+            "event name must be 1 to {MAX_EVENT_NAME_LEN} characters"
+        )));
+    }
+    let channels = match (body.channels, body.channel) {
+        (Some(list), None) => list,
+        (None, Some(one)) => vec![one],
+        (Some(_), Some(_)) => {
+            return Err(ApiError::BadRequest(
+                "give either channel or channels, not both".into(),
+            ))
+        }
+        (None, None) => {
+            return Err(ApiError::BadRequest(
+                "channel or channels is required".into(),
+            ))
+        }
+    };
+    if channels.is_empty() || channels.len() > MAX_TRIGGER_CHANNELS {
+        return Err(ApiError::BadRequest(format!(
+            "an event goes to 1 to {MAX_TRIGGER_CHANNELS} channels"
+        )));
+    }
+    for c in &channels {
+        validate_channel_name(c)
+            .map_err(|e| ApiError::BadRequest(format!("channel {c:?}: {e}")))?;
+    }
+    if let Some(s) = &body.socket_id {
+        if !is_valid_socket_id(s) {
+            return Err(ApiError::BadRequest(
+                "socket_id must look like 123.456".into(),
+            ));
+        }
+    }
+    let raw = body.data.get();
+    let (data, len) = if raw.starts_with('"') {
+        // Escapes make the literal longer than the string; decode only when there are any.
+        let len = if raw.contains('\\') {
+            serde_json::from_str::<String>(raw)
+                .map(|s| s.len())
+                .unwrap_or(raw.len())
+        } else {
+            raw.len() - 2
+        };
+        (DataText::Literal(body.data), len)
+    } else {
+        (DataText::Encoded(raw.to_owned()), raw.len())
+    };
+    if len > app.max_payload_bytes() {
+        return Err(ApiError::PayloadTooLarge(format!(
+            "event data is {len} bytes, over the app's limit of {} bytes",
+            app.max_payload_bytes()
+        )));
+    }
+    let info = InfoWanted::parse(body.info.as_deref());
+    if info.user_count
+        && channels
+            .iter()
+            .any(|c| ChannelKind::of(c) != ChannelKind::Presence)
+    {
+        return Err(ApiError::BadRequest(
+            "info=user_count is only for presence channels".into(),
+        ));
+    }
+    Ok(Event {
+        name: body.name,
+        data,
+        channels,
+        socket_id: body.socket_id,
+        info,
+    })
+}
+
+/// Encodes once per channel and hands the bytes to the adapter; returns requested channel info.
+fn publish(state: &ServerState, app: &App, event: &Event<'_>) -> Map<String, Value> {
+    let mut infos = Map::new();
+    for channel in &event.channels {
+        let frame = match &event.data {
+            DataText::Literal(raw) => wire::encode(&event.name, Some(channel), *raw, None),
+            DataText::Encoded(s) => wire::encode(&event.name, Some(channel), s.as_str(), None),
+        };
+        state
+            .adapter
+            .broadcast(app, channel, &frame, event.socket_id.as_deref());
+        if event.info.any() {
+            infos.insert(
+                channel.clone(),
+                Value::Object(event.info.render(app.channels.info(channel))),
+            );
+        }
+    }
+    infos
+}
+
+async fn trigger(
+    State(state): AppState,
+    Path(app_id): Path<String>,
+    method: Method,
+    uri: OriginalUri,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    let body = body_bytes(body)?;
+    let auth = authenticate(&state, &app_id, &method, &uri, &body)?;
+    let event = validate_event(&auth.app, parse_json(&body)?)?;
+    let infos = publish(&state, &auth.app, &event);
+    Ok(if event.info.any() {
+        Json(json!({ "channels": infos }))
+    } else {
+        Json(json!({}))
+    }
+    .into_response())
+}
+
+async fn batch(
+    State(state): AppState,
+    Path(app_id): Path<String>,
+    method: Method,
+    uri: OriginalUri,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    #[derive(Deserialize)]
+    struct Batch<'a> {
+        #[serde(borrow)]
+        batch: Vec<EventBody<'a>>,
+    }
+    let body = body_bytes(body)?;
+    let auth = authenticate(&state, &app_id, &method, &uri, &body)?;
+    let batch: Batch = parse_json(&body)?;
+    if batch.batch.len() > MAX_BATCH_EVENTS {
+        return Err(ApiError::BadRequest(format!(
+            "a batch holds at most {MAX_BATCH_EVENTS} events"
+        )));
+    }
+    // Validate all before publishing any, so a bad entry never half-applies a batch.
+    let events = batch
+        .batch
+        .into_iter()
+        .map(|b| validate_event(&auth.app, b))
+        .collect::<Result<Vec<_>, _>>()?;
+    let any_info = events.iter().any(|e| e.info.any());
+    let results: Vec<Value> = events
+        .iter()
+        .map(|e| {
+            let infos = publish(&state, &auth.app, e);
+            // Pusher answers one object per event: that event's channel attributes.
+            infos
+                .into_iter()
+                .next()
+                .map(|(_, v)| v)
+                .unwrap_or_else(|| json!({}))
+        })
+        .collect();
+    Ok(if any_info {
+        Json(json!({ "batch": results }))
+    } else {
+        Json(json!({}))
+    }
+    .into_response())
+}
+
+async fn channels(
+    State(state): AppState,
+    Path(app_id): Path<String>,
+    method: Method,
+    uri: OriginalUri,
+) -> ApiResult {
+    let auth = authenticate(&state, &app_id, &method, &uri, &[])?;
+    let prefix = auth
+        .params
+        .get("filter_by_prefix")
+        .map(String::as_str)
+        .unwrap_or("");
+    let info = InfoWanted::parse(auth.params.get("info").map(String::as_str));
+    if info.user_count && !prefix.starts_with("presence-") {
+        return Err(ApiError::BadRequest(
+            "info=user_count needs filter_by_prefix=presence-".into(),
+        ));
+    }
+    let list: Map<String, Value> = auth
+        .app
+        .channels
+        .list(prefix)
+        .into_iter()
+        .map(|(name, i)| (name, Value::Object(info.render(i))))
+        .collect();
+    Ok(Json(json!({ "channels": list })).into_response())
+}
+
+async fn channel(
+    State(state): AppState,
+    Path((app_id, name)): Path<(String, String)>,
+    method: Method,
+    uri: OriginalUri,
+) -> ApiResult {
+    let auth = authenticate(&state, &app_id, &method, &uri, &[])?;
+    let kind = validate_channel_name(&name)
+        .map_err(|e| ApiError::BadRequest(format!("channel {name:?}: {e}")))?;
+    let info = InfoWanted::parse(auth.params.get("info").map(String::as_str));
+    if info.user_count && kind != ChannelKind::Presence {
+        return Err(ApiError::BadRequest(
+            "info=user_count is only for presence channels".into(),
+        ));
+    }
+    let i = auth.app.channels.info(&name);
+    let mut body = info.render(i);
+    body.insert("occupied".into(), (i.subscription_count > 0).into());
+    Ok(Json(Value::Object(body)).into_response())
+}
+
+async fn users(
+    State(state): AppState,
+    Path((app_id, name)): Path<(String, String)>,
+    method: Method,
+    uri: OriginalUri,
+) -> ApiResult {
+    let auth = authenticate(&state, &app_id, &method, &uri, &[])?;
+    let kind = validate_channel_name(&name)
+        .map_err(|e| ApiError::BadRequest(format!("channel {name:?}: {e}")))?;
+    if kind != ChannelKind::Presence {
+        return Err(ApiError::BadRequest(
+            "users can only be listed for presence channels".into(),
+        ));
+    }
+    let users: Vec<Value> = auth
+        .app
+        .channels
+        .user_ids(&name)
+        .into_iter()
+        .map(|id| json!({ "id": id }))
+        .collect();
+    Ok(Json(json!({ "users": users })).into_response())
+}
+
+async fn terminate(
+    State(state): AppState,
+    Path((app_id, user_id)): Path<(String, String)>,
+    method: Method,
+    uri: OriginalUri,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    let body = body_bytes(body)?;
+    let auth = authenticate(&state, &app_id, &method, &uri, &body)?;
+    if user_id.is_empty() {
+        return Err(ApiError::BadRequest("user id is empty".into()));
+    }
+    state.adapter.terminate_user(&auth.app, &user_id);
+    Ok(Json(json!({})).into_response())
+}

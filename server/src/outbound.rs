@@ -1,0 +1,153 @@
+//! The handle through which the rest of the server reaches one connection: a bounded queue of
+//! already-encoded frames, drained by that connection's writer task.
+//!
+//! Pushing never waits. When a connection's queue is full it is a slow consumer: it is marked for
+//! closing (4100) and further frames are dropped for it alone, so memory stays bounded and nobody
+//! else is held up.
+
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
+
+use axum::extract::ws::Utf8Bytes;
+use tokio::sync::{mpsc, Notify};
+
+use crate::error::ConnectionError;
+
+/// What the writer task sends on the socket.
+#[derive(Debug)]
+pub enum Outbound {
+    /// An encoded text frame; the bytes are shared by every recipient of a broadcast.
+    Text(Utf8Bytes),
+    /// Close the socket with this code and reason after what was queued before it.
+    Close(u16, String),
+}
+
+/// Why a connection was told to close from outside its own task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum KillReason {
+    None = 0,
+    SlowConsumer = 1,
+    Terminated = 2,
+}
+
+impl KillReason {
+    pub fn error(self) -> Option<ConnectionError> {
+        match self {
+            Self::None => None,
+            Self::SlowConsumer => Some(ConnectionError::SlowConsumer),
+            Self::Terminated => Some(ConnectionError::Terminated),
+        }
+    }
+}
+
+struct Shared {
+    socket_id: Box<str>,
+    tx: mpsc::Sender<Outbound>,
+    kill: AtomicU8,
+    killed: Notify,
+}
+
+/// Cheap to clone; equality is identity of the connection.
+#[derive(Clone)]
+pub struct ConnHandle(Arc<Shared>);
+
+impl std::fmt::Debug for ConnHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("ConnHandle")
+            .field(&self.0.socket_id)
+            .finish()
+    }
+}
+
+impl ConnHandle {
+    pub fn new(socket_id: String, tx: mpsc::Sender<Outbound>) -> Self {
+        Self(Arc::new(Shared {
+            socket_id: socket_id.into_boxed_str(),
+            tx,
+            kill: AtomicU8::new(KillReason::None as u8),
+            killed: Notify::new(),
+        }))
+    }
+
+    pub fn socket_id(&self) -> &str {
+        &self.0.socket_id
+    }
+
+    /// Queues a frame without waiting. Returns false (and marks the connection for closing) when
+    /// the queue is full; returns false quietly when the connection is already gone.
+    pub fn send(&self, frame: &Utf8Bytes) -> bool {
+        match self.0.tx.try_send(Outbound::Text(frame.clone())) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.kill(KillReason::SlowConsumer);
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+
+    /// Asks the connection's task to close it; the first reason given wins.
+    pub fn kill(&self, reason: KillReason) {
+        if self
+            .0
+            .kill
+            .compare_exchange(
+                KillReason::None as u8,
+                reason as u8,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_ok()
+        {
+            self.0.killed.notify_one();
+        }
+    }
+
+    /// Resolves once [`Self::kill`] was called, with its reason.
+    pub async fn killed(&self) -> KillReason {
+        loop {
+            let reason = self.kill_reason();
+            if reason != KillReason::None {
+                return reason;
+            }
+            self.0.killed.notified().await;
+        }
+    }
+
+    fn kill_reason(&self) -> KillReason {
+        match self.0.kill.load(Ordering::Acquire) {
+            1 => KillReason::SlowConsumer,
+            2 => KillReason::Terminated,
+            _ => KillReason::None,
+        }
+    }
+
+    pub(crate) fn sender(&self) -> &mpsc::Sender<Outbound> {
+        &self.0.tx
+    }
+
+    pub fn same(&self, other: &ConnHandle) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn full_queue_marks_slow_consumer() {
+        let (tx, mut rx) = mpsc::channel(2);
+        let h = ConnHandle::new("1.1".into(), tx);
+        let f = Utf8Bytes::from_static("x");
+        assert!(h.send(&f));
+        assert!(h.send(&f));
+        assert!(!h.send(&f));
+        assert_eq!(h.killed().await, KillReason::SlowConsumer);
+        // The first reason wins.
+        h.kill(KillReason::Terminated);
+        assert_eq!(h.killed().await, KillReason::SlowConsumer);
+        assert!(matches!(rx.recv().await, Some(Outbound::Text(_))));
+    }
+}

@@ -1,0 +1,158 @@
+//! The listener and router: WebSocket at `/app/{key}`, the HTTP API under `/apps/{id}`, `/up` and
+//! `/metrics`; and graceful shutdown.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State, WebSocketUpgrade};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::adapter::{Adapter, LocalAdapter};
+use crate::config::Config;
+use crate::connection::{self, ConnectRequest};
+use crate::error::ApiError;
+use crate::state::ServerState;
+use crate::{http_api, metrics};
+
+/// A bound, not yet running server.
+pub struct Server {
+    listener: TcpListener,
+    state: Arc<ServerState>,
+    shutdown: watch::Sender<bool>,
+}
+
+impl Server {
+    /// Binds `config.host:config.port` (port 0 picks a free one) with the local adapter.
+    pub async fn bind(config: Config) -> std::io::Result<Self> {
+        Self::bind_with_adapter(config, Arc::new(LocalAdapter)).await
+    }
+
+    pub async fn bind_with_adapter(
+        config: Config,
+        adapter: Arc<dyn Adapter>,
+    ) -> std::io::Result<Self> {
+        let listener = TcpListener::bind((config.host.as_str(), config.port)).await?;
+        let (shutdown, rx) = watch::channel(false);
+        Ok(Self {
+            listener,
+            state: Arc::new(ServerState::new(config, adapter, rx)),
+            shutdown,
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    pub fn state(&self) -> &Arc<ServerState> {
+        &self.state
+    }
+
+    /// Serves until `signal` resolves, then stops accepting, tells every client to reconnect
+    /// elsewhere (4200) and waits up to `shutdown_timeout` for connections to close.
+    pub async fn run(
+        self,
+        signal: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let Self {
+            listener,
+            state,
+            shutdown,
+        } = self;
+        let app = router(Arc::clone(&state));
+        let notify = async move {
+            signal.await;
+            tracing::info!("shutting down: closing connections with 4200");
+            let _ = shutdown.send(true);
+        };
+        axum::serve(listener, app.into_make_service())
+            .with_graceful_shutdown(notify)
+            .await?;
+        let deadline =
+            tokio::time::Instant::now() + Duration::from_secs(state.config.shutdown_timeout);
+        while state.connection_count() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let left = state.connection_count();
+        if left > 0 {
+            tracing::warn!(
+                connections = left,
+                "shutdown timeout reached with connections still open"
+            );
+        }
+        Ok(())
+    }
+}
+
+pub fn router(state: Arc<ServerState>) -> Router {
+    let body_limit = state.config.max_request_kb.saturating_mul(1024);
+    let api = http_api::routes()
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&state),
+            count_status,
+        ));
+    Router::new()
+        .route("/app/{key}", get(websocket))
+        .route("/up", get(up))
+        .route("/metrics", get(metrics_text))
+        .merge(api)
+        .fallback(|| async { ApiError::NotFound })
+        .with_state(state)
+}
+
+async fn websocket(
+    ws: WebSocketUpgrade,
+    State(state): State<Arc<ServerState>>,
+    Path(key): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let max = state.config.max_message_kb.saturating_mul(1024);
+    let request = ConnectRequest {
+        key,
+        protocol: query.get("protocol").cloned(),
+        origin: headers
+            .get(header::ORIGIN)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+    };
+    ws.max_message_size(max)
+        .max_frame_size(max)
+        .on_upgrade(move |socket| connection::serve(socket, state, request))
+}
+
+async fn up(State(state): State<Arc<ServerState>>) -> Response {
+    if state.is_shutting_down() {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({ "status": "shutting_down" })),
+        )
+            .into_response()
+    } else {
+        Json(serde_json::json!({ "status": "ok" })).into_response()
+    }
+}
+
+async fn metrics_text(State(state): State<Arc<ServerState>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        metrics::render(&state),
+    )
+        .into_response()
+}
+
+async fn count_status(State(state): State<Arc<ServerState>>, req: Request, next: Next) -> Response {
+    let res = next.run(req).await;
+    state.http_metrics.record(res.status().as_u16());
+    res
+}

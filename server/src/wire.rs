@@ -1,0 +1,56 @@
+//! Encoding of server-to-client frames. Each frame is serialized once into shared bytes; fan-out
+//! clones the handle, never the payload.
+
+use axum::extract::ws::Utf8Bytes;
+use chorus_protocol::events;
+use chorus_protocol::frame::{ErrorData, OutFrame, SubscriptionErrorData};
+use serde::Serialize;
+
+use crate::error::{ConnectionError, SubscriptionError};
+
+/// Encodes `{"event","channel","data","user_id"}`.
+pub fn encode<D: Serialize>(
+    event: &str,
+    channel: Option<&str>,
+    data: D,
+    user_id: Option<&str>,
+) -> Utf8Bytes {
+    let frame = OutFrame {
+        event,
+        channel,
+        data,
+        user_id,
+    };
+    // Serializing plain strings, numbers and already-valid raw JSON cannot fail.
+    Utf8Bytes::from(serde_json::to_string(&frame).unwrap_or_default())
+}
+
+pub fn error(err: &ConnectionError) -> Utf8Bytes {
+    encode(
+        events::ERROR,
+        None,
+        ErrorData {
+            code: Some(err.code().code()),
+            message: err.to_string(),
+        },
+        None,
+    )
+}
+
+pub fn subscription_error(channel: &str, err: &SubscriptionError) -> Utf8Bytes {
+    encode(
+        events::SUBSCRIPTION_ERROR,
+        Some(channel),
+        SubscriptionErrorData {
+            kind: "AuthError".into(),
+            error: err.to_string(),
+            status: err.status(),
+        },
+        None,
+    )
+}
+
+/// A frame whose `data` is a JSON document sent as a string, as Pusher does for its own events.
+pub fn encode_string_data(event: &str, channel: Option<&str>, data_json: &str) -> Utf8Bytes {
+    encode(event, channel, data_json, None)
+}

@@ -1,0 +1,194 @@
+//! Health, metrics, graceful shutdown, slow consumers, ordering under load.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::{json, Value};
+
+#[tokio::test]
+async fn up_and_metrics() {
+    let server = TestServer::start().await;
+    let http = reqwest::Client::new();
+    let up = http
+        .get(format!("http://{}/up", server.addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(up.status().as_u16(), 200);
+    assert_eq!(up.json::<Value>().await.unwrap()["status"], "ok");
+
+    let mut a = server.connect().await;
+    let mut b = server.connect().await;
+    a.subscribe("m").await;
+    b.subscribe("m").await;
+    server.api().trigger("m", "e", "12345").await;
+    a.expect_event("e").await;
+    b.expect_event("e").await;
+    server.api().get("/channels/unsigned", &[]).await;
+    Api::new(server.addr, APP_ID, KEY, "bad")
+        .trigger("m", "e", "1")
+        .await;
+
+    let text = http
+        .get(format!("http://{}/metrics", server.addr))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let metric = |name: &str| -> u64 {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing in:\n{text}"))
+    };
+    assert_eq!(metric("chorus_connections{app_id=\"app-id\"}"), 2);
+    assert_eq!(metric("chorus_channels{app_id=\"app-id\"}"), 1);
+    assert_eq!(metric("chorus_messages_sent_total{app_id=\"app-id\"}"), 2);
+    assert!(metric("chorus_bytes_sent_total{app_id=\"app-id\"}") > 2 * 20);
+    assert_eq!(
+        metric("chorus_messages_received_total{app_id=\"app-id\"}"),
+        2
+    );
+    assert_eq!(metric("chorus_http_requests_total{status=\"200\"}"), 2);
+    assert_eq!(metric("chorus_http_requests_total{status=\"401\"}"), 1);
+    assert!(text.contains("# TYPE chorus_messages_sent_total counter"));
+}
+
+#[tokio::test]
+async fn graceful_shutdown_tells_clients_to_reconnect() {
+    let server = TestServer::start_with(|c| c.shutdown_timeout = 5).await;
+    let addr = server.addr;
+    let mut clients = Vec::new();
+    for _ in 0..3 {
+        let mut c = server.connect().await;
+        c.subscribe("s").await;
+        clients.push(c);
+    }
+    let stopping = tokio::spawn(server.shutdown());
+    for c in &mut clients {
+        let (err, code) = error_then_close(&mut c.ws).await;
+        assert_eq!(
+            (err["code"].as_u64(), code),
+            (Some(4200), Some(4200)),
+            "{err}"
+        );
+    }
+    let took = stopping.await.unwrap();
+    assert!(took < Duration::from_secs(5), "shutdown took {took:?}");
+    // The listener is gone.
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+}
+
+#[tokio::test]
+async fn a_slow_consumer_is_disconnected_and_others_keep_receiving() {
+    let server = TestServer::start_with(|c| c.outbound_queue = 64).await;
+    let api = server.api();
+    let mut slow = server.connect().await;
+    slow.subscribe("firehose").await;
+    let mut fast = server.connect().await;
+    fast.subscribe("firehose").await;
+
+    // ~9 KB per event, 10 per batch, up to 120 batches (~11 MB): far more than socket buffers hold.
+    let data = "x".repeat(9 * 1024);
+    let reader = tokio::spawn(async move {
+        let mut n = 0u32;
+        while let Some(ev) = fast.next_within(Duration::from_secs(5)).await {
+            if ev["event"] == "e" {
+                n += 1;
+            }
+            if n == 1200 {
+                break;
+            }
+        }
+        n
+    });
+    let metric_connections = || async {
+        let text = reqwest::get(format!("http://{}/metrics", server.addr))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .find(|l| l.starts_with("chorus_connections{"))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .unwrap()
+    };
+    let mut dropped_at = None;
+    for i in 0..120 {
+        let batch: Vec<Value> = (0..10)
+            .map(|_| json!({"name":"e","channel":"firehose","data":data}))
+            .collect();
+        let (status, _) = api.post("/batch_events", json!({ "batch": batch })).await;
+        assert_eq!(status, 200);
+        if dropped_at.is_none() && metric_connections().await == 1 {
+            dropped_at = Some(i);
+        }
+    }
+    assert!(
+        dropped_at.is_some(),
+        "the slow consumer was never disconnected"
+    );
+    assert_eq!(
+        reader.await.unwrap(),
+        1200,
+        "the fast consumer got every event"
+    );
+    // The slow client finds its socket closed once it reads what the kernel had buffered.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        use futures_util::StreamExt;
+        match tokio::time::timeout_at(deadline, slow.ws.next())
+            .await
+            .expect("slow socket ends")
+        {
+            Some(Ok(_)) => continue,
+            _ => break,
+        }
+    }
+}
+
+#[tokio::test]
+async fn five_hundred_events_in_order_to_three_subscribers() {
+    let server = TestServer::start().await;
+    let api = server.api();
+    let mut clients = Vec::new();
+    for _ in 0..3 {
+        let mut c = server.connect().await;
+        c.subscribe("ordered").await;
+        clients.push(c);
+    }
+    let readers: Vec<_> = clients
+        .into_iter()
+        .map(|mut c| {
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                while seen.len() < 500 {
+                    let ev = c.next_event().await;
+                    if ev["event"] == "n" {
+                        seen.push(ev["data"].as_str().unwrap().parse::<u32>().unwrap());
+                    }
+                }
+                seen
+            })
+        })
+        .collect();
+    for chunk in (0..500u32).collect::<Vec<_>>().chunks(10) {
+        let batch: Vec<Value> = chunk
+            .iter()
+            .map(|i| json!({"name":"n","channel":"ordered","data":i.to_string()}))
+            .collect();
+        assert_eq!(
+            api.post("/batch_events", json!({ "batch": batch })).await.0,
+            200
+        );
+    }
+    for r in readers {
+        assert_eq!(r.await.unwrap(), (0..500).collect::<Vec<_>>());
+    }
+}

@@ -23,6 +23,9 @@ use crate::error::ApiError;
 use crate::state::ServerState;
 use crate::{http_api, metrics};
 
+const READ_BUFFER: usize = 4 * 1024;
+const WRITE_BUFFER: usize = 8 * 1024;
+
 /// A bound, not yet running server.
 pub struct Server {
     listener: TcpListener,
@@ -126,8 +129,12 @@ async fn websocket(
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned),
     };
+    // tungstenite's 128 KiB default buffers would cost every idle connection 128 KiB; reads and
+    // writes simply loop over smaller chunks.
     ws.max_message_size(max)
         .max_frame_size(max)
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(WRITE_BUFFER)
         .on_upgrade(move |socket| connection::serve(socket, state, request))
 }
 

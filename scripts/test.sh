@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Runs every test of the project, installing what they need first (idempotent: seconds when present).
+#   1. Rust: cargo fmt --check, clippy -D warnings, unit + integration tests (real listener, real clients)
+#   2. JS: the real pusher-js, laravel-echo and pusher npm packages against the built chorus binary
+# Called by .ci/run. Each stage is bounded in time.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib.sh
+need_rust
+need_node
+
+log "rust: format and lints"
+cargo fmt --all -- --check
+timeout 900 cargo clippy --locked --all-targets -- -D warnings
+
+log "rust: unit and integration tests"
+timeout 1200 cargo test --locked
+
+log "all tests passed"

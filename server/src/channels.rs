@@ -13,9 +13,9 @@ use std::sync::Arc;
 use axum::extract::ws::Utf8Bytes;
 use chorus_protocol::{events, ChannelKind};
 use dashmap::DashMap;
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 
-use crate::outbound::ConnHandle;
+use crate::outbound::{ConnHandle, KillReason};
 use crate::presence::{member_added_data, member_removed_data, Members, PresenceMember};
 use crate::wire;
 
@@ -23,6 +23,29 @@ struct Subscriber {
     conn: ConnHandle,
     /// Presence channels: the user this connection joined as.
     user_id: Option<String>,
+    /// Set while a cluster adapter fetches the member list: events wait here so that none reaches
+    /// the client before its `subscription_succeeded`.
+    pending: Option<Mutex<Vec<Utf8Bytes>>>,
+}
+
+/// Events held for one pending subscriber before it counts as a slow consumer.
+const MAX_PENDING: usize = 1024;
+
+impl Subscriber {
+    fn send(&self, frame: &Utf8Bytes) -> bool {
+        match &self.pending {
+            None => self.conn.send(frame),
+            Some(buf) => {
+                let mut buf = buf.lock();
+                if buf.len() >= MAX_PENDING {
+                    self.conn.kill(KillReason::SlowConsumer);
+                    return false;
+                }
+                buf.push(frame.clone());
+                true
+            }
+        }
+    }
 }
 
 #[derive(Default)]
@@ -46,7 +69,7 @@ impl Channel {
             if Some(&**socket_id) == except {
                 continue;
             }
-            if sub.conn.send(frame) {
+            if sub.send(frame) {
                 delivered += 1;
             }
         }
@@ -54,12 +77,44 @@ impl Channel {
     }
 }
 
+/// Who announces a subscription.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Announce {
+    /// This node is the whole truth: send `succeeded` and presence events now.
+    Local,
+    /// A cluster adapter learns the cluster-wide members first, then calls [`Channels::activate`].
+    Deferred,
+}
+
 /// What a subscription did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Subscribed {
-    New,
+    /// `new_local_user`: on a presence channel, the user had no other connection here.
+    New { new_local_user: bool },
     /// The connection was subscribed already; it was sent `subscription_succeeded` again.
     Already,
+}
+
+/// What an unsubscription removed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Left {
+    /// Presence channels: the user the connection had joined as.
+    pub user_id: Option<String>,
+    /// Presence channels: it was that user's last connection on this node.
+    pub last_local_connection: bool,
+}
+
+/// `pusher_internal:subscription_succeeded`; presence channels carry `members`.
+fn succeeded_frame(name: &str, members: Option<&Members>) -> Utf8Bytes {
+    match members {
+        Some(m) => succeeded_with(name, &m.subscription_data()),
+        None => succeeded_with(name, "{}"),
+    }
+}
+
+/// `pusher_internal:subscription_succeeded` with the given `data` JSON.
+pub fn succeeded_with(name: &str, data_json: &str) -> Utf8Bytes {
+    wire::encode_string_data(events::SUBSCRIPTION_SUCCEEDED, Some(name), data_json)
 }
 
 /// Counts reported by the HTTP API.
@@ -77,14 +132,17 @@ pub struct Channels {
 }
 
 impl Channels {
-    /// Subscribes `conn` and sends it `pusher_internal:subscription_succeeded`; on presence
-    /// channels `member` is required and the other subscribers get `member_added` if the user is new.
+    /// Subscribes `conn`. With [`Announce::Local`] it is sent `subscription_succeeded` (presence:
+    /// this node's members) and, for a user new on a presence channel, the other subscribers get
+    /// `member_added`, all under the channel lock so no event can overtake them. With
+    /// [`Announce::Deferred`] nothing is sent: events are held until [`Self::activate`].
     pub fn subscribe(
         &self,
         name: &str,
         kind: ChannelKind,
         conn: &ConnHandle,
         member: Option<&PresenceMember>,
+        announce: Announce,
     ) -> Subscribed {
         // Holding the shard entry while inserting keeps a concurrent "remove when empty" from
         // dropping the channel between lookup and insert.
@@ -97,79 +155,119 @@ impl Channels {
         });
         let channel = entry.value();
         let mut state = channel.state.write();
-        let already = state.subscribers.contains_key(conn.socket_id());
-        if !already {
-            let user_id = member.map(|m| m.user_id.clone());
-            state.subscribers.insert(
-                conn.socket_id().into(),
-                Subscriber {
-                    conn: conn.clone(),
-                    user_id,
-                },
-            );
+        if let Some(existing) = state.subscribers.get(conn.socket_id()) {
+            if existing.pending.is_none() {
+                conn.send(&succeeded_frame(name, member.map(|_| &state.members)));
+            }
+            return Subscribed::Already;
         }
-        match (kind, member) {
-            (ChannelKind::Presence, Some(member)) => {
-                let is_new_user = !already && state.members.join(member);
-                conn.send(&wire::encode_string_data(
-                    events::SUBSCRIPTION_SUCCEEDED,
+        let new_local_user = member.is_some_and(|m| state.members.join(m));
+        let deferred = announce == Announce::Deferred;
+        state.subscribers.insert(
+            conn.socket_id().into(),
+            Subscriber {
+                conn: conn.clone(),
+                user_id: member.map(|m| m.user_id.clone()),
+                pending: deferred.then(|| Mutex::new(Vec::new())),
+            },
+        );
+        if !deferred {
+            conn.send(&succeeded_frame(name, member.map(|_| &state.members)));
+            if let (true, Some(member)) = (new_local_user, member) {
+                let added = wire::encode_string_data(
+                    events::MEMBER_ADDED,
                     Some(name),
-                    &state.members.subscription_data(),
-                ));
-                if is_new_user {
-                    let added = wire::encode_string_data(
-                        events::MEMBER_ADDED,
-                        Some(name),
-                        &member_added_data(member),
-                    );
-                    Channel::fan_out(&state, &added, Some(conn.socket_id()));
+                    &member_added_data(member),
+                );
+                Channel::fan_out(&state, &added, Some(conn.socket_id()));
+            }
+        }
+        Subscribed::New { new_local_user }
+    }
+
+    /// Ends a deferred subscription: sends `succeeded` and then the events held meanwhile.
+    pub fn activate(&self, name: &str, socket_id: &str, succeeded: &Utf8Bytes) {
+        let Some(channel) = self.map.get(name).map(|c| Arc::clone(c.value())) else {
+            return;
+        };
+        let mut state = channel.state.write();
+        if let Some(sub) = state.subscribers.get_mut(socket_id) {
+            if let Some(held) = sub.pending.take() {
+                sub.conn.send(succeeded);
+                for frame in held.into_inner() {
+                    sub.conn.send(&frame);
                 }
             }
-            _ => {
-                conn.send(&wire::encode_string_data(
-                    events::SUBSCRIPTION_SUCCEEDED,
-                    Some(name),
-                    "{}",
-                ));
-            }
-        }
-        if already {
-            Subscribed::Already
-        } else {
-            Subscribed::New
         }
     }
 
-    /// Removes `socket_id` from the channel; on presence channels sends `member_removed` to the
-    /// others when it was the user's last connection. Returns whether it was subscribed.
-    pub fn unsubscribe(&self, name: &str, socket_id: &str) -> bool {
-        let Some(channel) = self.map.get(name).map(|c| Arc::clone(c.value())) else {
-            return false;
-        };
-        let removed = {
-            let mut state = channel.state.write();
-            match state.subscribers.remove(socket_id) {
-                Some(sub) => {
-                    if let Some(user_id) = sub.user_id {
-                        if state.members.leave(&user_id) {
-                            let frame = wire::encode_string_data(
-                                events::MEMBER_REMOVED,
-                                Some(&channel.name),
-                                &member_removed_data(&user_id),
-                            );
-                            Channel::fan_out(&state, &frame, None);
-                        }
-                    }
-                    true
-                }
-                None => false,
-            }
-        };
-        if removed {
-            self.map
-                .remove_if(name, |_, c| c.state.read().subscribers.is_empty());
+    /// This node's members of a presence channel, as `subscription_succeeded` data.
+    pub fn local_presence_data(&self, name: &str) -> String {
+        match self.map.get(name) {
+            Some(c) => c.state.read().members.subscription_data(),
+            None => Members::default().subscription_data(),
         }
-        removed
+    }
+
+    /// Every local presence membership: (channel, member, connections of that user here).
+    pub fn presence_snapshot(&self) -> Vec<(String, PresenceMember, usize)> {
+        let channels: Vec<Arc<Channel>> = self
+            .map
+            .iter()
+            .filter(|e| e.value().kind == ChannelKind::Presence)
+            .map(|e| Arc::clone(e.value()))
+            .collect();
+        let mut out = Vec::new();
+        for c in channels {
+            let state = c.state.read();
+            for (member, count) in state.members.entries() {
+                out.push((c.name.to_string(), member, count));
+            }
+        }
+        out
+    }
+
+    /// Local subscription count of every channel.
+    pub fn subscription_counts(&self) -> Vec<(String, usize)> {
+        let channels: Vec<Arc<Channel>> = self.map.iter().map(|e| Arc::clone(e.value())).collect();
+        channels
+            .into_iter()
+            .map(|c| {
+                let n = c.state.read().subscribers.len();
+                (c.name.to_string(), n)
+            })
+            .filter(|(_, n)| *n > 0)
+            .collect()
+    }
+
+    /// Removes `socket_id` from the channel. With `announce`, a presence user's last connection
+    /// leaving sends `member_removed` to the others. Returns what left, if it was subscribed.
+    pub fn unsubscribe(&self, name: &str, socket_id: &str, announce: bool) -> Option<Left> {
+        let channel = self.map.get(name).map(|c| Arc::clone(c.value()))?;
+        let left = {
+            let mut state = channel.state.write();
+            let sub = state.subscribers.remove(socket_id)?;
+            let mut left = Left {
+                user_id: None,
+                last_local_connection: false,
+            };
+            if let Some(user_id) = sub.user_id {
+                left.last_local_connection = state.members.leave(&user_id);
+                if announce && left.last_local_connection {
+                    let frame = wire::encode_string_data(
+                        events::MEMBER_REMOVED,
+                        Some(&channel.name),
+                        &member_removed_data(&user_id),
+                    );
+                    Channel::fan_out(&state, &frame, None);
+                }
+                left.user_id = Some(user_id);
+            }
+            left
+        };
+        self.map
+            .remove_if(name, |_, c| c.state.read().subscribers.is_empty());
+        Some(left)
     }
 
     /// THE fan-out path: delivers an already-encoded frame to every local subscriber of `name`
@@ -264,8 +362,8 @@ mod tests {
         let chans = Channels::default();
         let (a, mut ra) = conn("1.1");
         let (b, mut rb) = conn("2.2");
-        chans.subscribe("c", ChannelKind::Public, &a, None);
-        chans.subscribe("c", ChannelKind::Public, &b, None);
+        chans.subscribe("c", ChannelKind::Public, &a, None, Announce::Local);
+        chans.subscribe("c", ChannelKind::Public, &b, None, Announce::Local);
         texts(&mut ra);
         texts(&mut rb);
         assert_eq!(
@@ -274,9 +372,9 @@ mod tests {
         );
         assert!(texts(&mut ra).is_empty());
         assert_eq!(texts(&mut rb), vec!["m"]);
-        assert!(chans.unsubscribe("c", "1.1"));
-        assert!(chans.unsubscribe("c", "2.2"));
-        assert!(!chans.unsubscribe("c", "2.2"));
+        assert!(chans.unsubscribe("c", "1.1", true).is_some());
+        assert!(chans.unsubscribe("c", "2.2", true).is_some());
+        assert!(chans.unsubscribe("c", "2.2", true).is_none());
         assert!(chans.is_empty());
     }
 
@@ -288,10 +386,28 @@ mod tests {
         let (a1, mut ra1) = conn("1.1");
         let (a2, _ra2) = conn("1.2");
         let (b, mut rb) = conn("2.1");
-        chans.subscribe("presence-r", ChannelKind::Presence, &b, Some(&m2));
+        chans.subscribe(
+            "presence-r",
+            ChannelKind::Presence,
+            &b,
+            Some(&m2),
+            Announce::Local,
+        );
         texts(&mut rb);
-        chans.subscribe("presence-r", ChannelKind::Presence, &a1, Some(&m1));
-        chans.subscribe("presence-r", ChannelKind::Presence, &a2, Some(&m1));
+        chans.subscribe(
+            "presence-r",
+            ChannelKind::Presence,
+            &a1,
+            Some(&m1),
+            Announce::Local,
+        );
+        chans.subscribe(
+            "presence-r",
+            ChannelKind::Presence,
+            &a2,
+            Some(&m1),
+            Announce::Local,
+        );
         let seen = texts(&mut rb);
         assert_eq!(
             seen.iter().filter(|s| s.contains("member_added")).count(),
@@ -300,9 +416,9 @@ mod tests {
         assert!(texts(&mut ra1)[0].contains("subscription_succeeded"));
         assert_eq!(chans.info("presence-r").user_count, Some(2));
         assert_eq!(chans.info("presence-r").subscription_count, 3);
-        chans.unsubscribe("presence-r", "1.1");
+        chans.unsubscribe("presence-r", "1.1", true);
         assert!(texts(&mut rb).is_empty());
-        chans.unsubscribe("presence-r", "1.2");
+        chans.unsubscribe("presence-r", "1.2", true);
         assert_eq!(
             texts(&mut rb)
                 .iter()
@@ -310,5 +426,19 @@ mod tests {
                 .count(),
             1
         );
+    }
+
+    #[test]
+    fn deferred_subscription_holds_events_until_activated() {
+        let chans = Channels::default();
+        let (a, mut ra) = conn("1.1");
+        chans.subscribe("c", ChannelKind::Public, &a, None, Announce::Deferred);
+        chans.broadcast("c", &Utf8Bytes::from_static("early"), None);
+        assert!(texts(&mut ra).is_empty());
+        chans.activate("c", "1.1", &succeeded_with("c", "{}"));
+        chans.broadcast("c", &Utf8Bytes::from_static("late"), None);
+        let got = texts(&mut ra);
+        assert!(got[0].contains("subscription_succeeded"));
+        assert_eq!(&got[1..], ["early", "late"]);
     }
 }

@@ -52,7 +52,7 @@ pub async fn serve(socket: WebSocket, state: Arc<ServerState>, request: ConnectR
         Ok((app, _slots)) => {
             let mut session = Session::new(Arc::clone(&state), app, conn.clone());
             let end = session.run(stream).await;
-            session.cleanup();
+            session.cleanup().await;
             end
         }
     };
@@ -240,29 +240,9 @@ impl Session {
         let mut shutdown = self.state.shutdown.clone();
         let conn = self.conn.clone();
         loop {
-            tokio::select! {
-                msg = stream.next() => {
-                    deadline = Instant::now() + activity;
-                    awaiting_pong = false;
-                    match msg {
-                        None | Some(Ok(Message::Close(_))) => return None,
-                        Some(Ok(Message::Text(text))) => {
-                            self.app.metrics.received(text.len());
-                            if let Err(e) = self.handle(text.as_str()) {
-                                if e.is_fatal() {
-                                    return Some(e);
-                                }
-                                tracing::debug!(socket_id = self.conn.socket_id(), error = %e, "rejected message");
-                                self.conn.send(&wire::error(&e));
-                            }
-                        }
-                        Some(Ok(Message::Binary(_))) => {
-                            self.conn.send(&wire::error(&ConnectionError::BinaryMessage));
-                        }
-                        Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-                        Some(Err(e)) => return read_error(e, self.state.config.max_message_kb),
-                    }
-                }
+            // Only decide here; the work happens below, once the other branches are dropped.
+            let msg = tokio::select! {
+                msg = stream.next() => msg,
                 _ = sleep_until(deadline) => {
                     if awaiting_pong {
                         return Some(ConnectionError::PongNotReceived);
@@ -270,14 +250,36 @@ impl Session {
                     self.conn.send(&PING);
                     awaiting_pong = true;
                     deadline = Instant::now() + pong_wait;
+                    continue;
                 }
                 reason = conn.killed() => return reason.error(),
-                _ = shutdown.wait_for(|down| *down) => return Some(ConnectionError::ShuttingDown),
+                _ = shutdown.changed() => return Some(ConnectionError::ShuttingDown),
+            };
+            deadline = Instant::now() + activity;
+            awaiting_pong = false;
+            match msg {
+                None | Some(Ok(Message::Close(_))) => return None,
+                Some(Ok(Message::Text(text))) => {
+                    self.app.metrics.received(text.len());
+                    if let Err(e) = self.handle(text.as_str()).await {
+                        if e.is_fatal() {
+                            return Some(e);
+                        }
+                        tracing::debug!(socket_id = self.conn.socket_id(), error = %e, "rejected message");
+                        self.conn.send(&wire::error(&e));
+                    }
+                }
+                Some(Ok(Message::Binary(_))) => {
+                    self.conn
+                        .send(&wire::error(&ConnectionError::BinaryMessage));
+                }
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                Some(Err(e)) => return read_error(e, self.state.config.max_message_kb),
             }
         }
     }
 
-    fn handle(&mut self, text: &str) -> Result<(), ConnectionError> {
+    async fn handle(&mut self, text: &str) -> Result<(), ConnectionError> {
         let frame: Frame<&RawValue> =
             serde_json::from_str(text).map_err(|e| ConnectionError::InvalidJson(e.to_string()))?;
         match frame.event.as_str() {
@@ -286,13 +288,15 @@ impl Session {
                 Ok(())
             }
             events::PONG => Ok(()),
-            events::SUBSCRIBE => self.subscribe(
-                data_as(frame.data).ok_or(ConnectionError::InvalidData(events::SUBSCRIBE))?,
-            ),
+            events::SUBSCRIBE => {
+                let data =
+                    data_as(frame.data).ok_or(ConnectionError::InvalidData(events::SUBSCRIBE))?;
+                self.subscribe(data).await
+            }
             events::UNSUBSCRIBE => {
                 let data: UnsubscribeData =
                     data_as(frame.data).ok_or(ConnectionError::InvalidData(events::UNSUBSCRIBE))?;
-                self.unsubscribe(&data.channel);
+                self.unsubscribe(&data.channel).await;
                 Ok(())
             }
             events::SIGNIN => self
@@ -306,15 +310,31 @@ impl Session {
         }
     }
 
-    fn subscribe(&mut self, data: SubscribeData) -> Result<(), ConnectionError> {
+    async fn subscribe(&mut self, data: SubscribeData) -> Result<(), ConnectionError> {
         let kind = validate_channel_name(&data.channel)?;
         match self.authorize(kind, &data) {
             Ok(member) => {
+                if let Some(user_id) = self.subscriptions.get(&data.channel) {
+                    // Already subscribed: answer again, but as the user it joined as.
+                    let member = match (member, user_id) {
+                        (Some(mut m), Some(first)) => {
+                            m.user_id = first.clone();
+                            Some(m)
+                        }
+                        (m, _) => m,
+                    };
+                    self.state
+                        .adapter
+                        .subscribe(&self.app, &data.channel, kind, &self.conn, member)
+                        .await;
+                    return Ok(());
+                }
                 let user_id = member.as_ref().map(|m| m.user_id.clone());
-                self.app
-                    .channels
-                    .subscribe(&data.channel, kind, &self.conn, member.as_ref());
-                self.subscriptions.entry(data.channel).or_insert(user_id);
+                self.subscriptions.insert(data.channel.clone(), user_id);
+                self.state
+                    .adapter
+                    .subscribe(&self.app, &data.channel, kind, &self.conn, member)
+                    .await;
             }
             Err(e) => {
                 tracing::debug!(socket_id = self.conn.socket_id(), channel = %data.channel, error = %e, "subscription refused");
@@ -372,11 +392,12 @@ impl Session {
         }
     }
 
-    fn unsubscribe(&mut self, channel: &str) {
+    async fn unsubscribe(&mut self, channel: &str) {
         if self.subscriptions.remove(channel).is_some() {
-            self.app
-                .channels
-                .unsubscribe(channel, self.conn.socket_id());
+            self.state
+                .adapter
+                .unsubscribe(&self.app, channel, self.conn.socket_id())
+                .await;
         }
     }
 
@@ -465,11 +486,12 @@ impl Session {
     }
 
     /// Leaves every channel and the user registry.
-    fn cleanup(&mut self) {
-        for (channel, _) in self.subscriptions.drain() {
-            self.app
-                .channels
-                .unsubscribe(&channel, self.conn.socket_id());
+    async fn cleanup(&mut self) {
+        for (channel, _) in std::mem::take(&mut self.subscriptions) {
+            self.state
+                .adapter
+                .unsubscribe(&self.app, &channel, self.conn.socket_id())
+                .await;
         }
         if let Some(user_id) = self.user_id.take() {
             self.app.users.remove(&user_id, &self.conn);

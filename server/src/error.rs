@@ -137,6 +137,8 @@ pub enum ApiError {
     PayloadTooLarge(String),
     #[error("Not found")]
     NotFound,
+    #[error("{0}")]
+    Unavailable(#[from] crate::adapter::AdapterError),
 }
 
 impl ApiError {
@@ -146,6 +148,7 @@ impl ApiError {
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 }

@@ -280,7 +280,11 @@ fn validate_event<'a>(app: &App, body: EventBody<'a>) -> Result<Event<'a>, ApiEr
 }
 
 /// Encodes once per channel and hands the bytes to the adapter; returns requested channel info.
-fn publish(state: &ServerState, app: &App, event: &Event<'_>) -> Map<String, Value> {
+async fn publish(
+    state: &ServerState,
+    app: &Arc<App>,
+    event: &Event<'_>,
+) -> Result<Map<String, Value>, ApiError> {
     let mut infos = Map::new();
     for channel in &event.channels {
         let frame = match &event.data {
@@ -291,13 +295,11 @@ fn publish(state: &ServerState, app: &App, event: &Event<'_>) -> Map<String, Val
             .adapter
             .broadcast(app, channel, &frame, event.socket_id.as_deref());
         if event.info.any() {
-            infos.insert(
-                channel.clone(),
-                Value::Object(event.info.render(app.channels.info(channel))),
-            );
+            let info = state.adapter.channel_info(app, channel).await?;
+            infos.insert(channel.clone(), Value::Object(event.info.render(info)));
         }
     }
-    infos
+    Ok(infos)
 }
 
 async fn trigger(
@@ -310,7 +312,7 @@ async fn trigger(
     let body = body_bytes(body)?;
     let auth = authenticate(&state, &app_id, &method, &uri, &body)?;
     let event = validate_event(&auth.app, parse_json(&body)?)?;
-    let infos = publish(&state, &auth.app, &event);
+    let infos = publish(&state, &auth.app, &event).await?;
     Ok(if event.info.any() {
         Json(json!({ "channels": infos }))
     } else {
@@ -346,18 +348,18 @@ async fn batch(
         .map(|b| validate_event(&auth.app, b))
         .collect::<Result<Vec<_>, _>>()?;
     let any_info = events.iter().any(|e| e.info.any());
-    let results: Vec<Value> = events
-        .iter()
-        .map(|e| {
-            let infos = publish(&state, &auth.app, e);
-            // Pusher answers one object per event: that event's channel attributes.
+    let mut results = Vec::with_capacity(events.len());
+    for e in &events {
+        let infos = publish(&state, &auth.app, e).await?;
+        // Pusher answers one object per event: that event's channel attributes.
+        results.push(
             infos
                 .into_iter()
                 .next()
                 .map(|(_, v)| v)
-                .unwrap_or_else(|| json!({}))
-        })
-        .collect();
+                .unwrap_or_else(|| json!({})),
+        );
+    }
     Ok(if any_info {
         Json(json!({ "batch": results }))
     } else {
@@ -384,10 +386,10 @@ async fn channels(
             "info=user_count needs filter_by_prefix=presence-".into(),
         ));
     }
-    let list: Map<String, Value> = auth
-        .app
-        .channels
-        .list(prefix)
+    let list: Map<String, Value> = state
+        .adapter
+        .channels(&auth.app, prefix)
+        .await?
         .into_iter()
         .map(|(name, i)| (name, Value::Object(info.render(i))))
         .collect();
@@ -409,7 +411,7 @@ async fn channel(
             "info=user_count is only for presence channels".into(),
         ));
     }
-    let i = auth.app.channels.info(&name);
+    let i = state.adapter.channel_info(&auth.app, &name).await?;
     let mut body = info.render(i);
     body.insert("occupied".into(), (i.subscription_count > 0).into());
     Ok(Json(Value::Object(body)).into_response())
@@ -429,10 +431,10 @@ async fn users(
             "users can only be listed for presence channels".into(),
         ));
     }
-    let users: Vec<Value> = auth
-        .app
-        .channels
-        .user_ids(&name)
+    let users: Vec<Value> = state
+        .adapter
+        .user_ids(&auth.app, &name)
+        .await?
         .into_iter()
         .map(|id| json!({ "id": id }))
         .collect();

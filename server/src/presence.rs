@@ -102,6 +102,19 @@ impl Members {
         self.map.is_empty()
     }
 
+    /// Each member with its number of connections.
+    pub fn entries(&self) -> impl Iterator<Item = (PresenceMember, usize)> + '_ {
+        self.map.iter().map(|(id, e)| {
+            (
+                PresenceMember {
+                    user_id: id.clone(),
+                    user_info: e.info.clone(),
+                },
+                e.connections,
+            )
+        })
+    }
+
     pub fn user_ids(&self) -> impl Iterator<Item = &str> {
         self.map.keys().map(String::as_str)
     }

@@ -1,0 +1,73 @@
+//! Single-node adapter: this node's state is the whole truth.
+
+use std::sync::Arc;
+
+use axum::extract::ws::Utf8Bytes;
+use chorus_protocol::ChannelKind;
+use futures_util::future::{ready, BoxFuture};
+
+use super::{Adapter, AdapterError};
+use crate::app::App;
+use crate::channels::{Announce, ChannelInfo};
+use crate::outbound::ConnHandle;
+use crate::presence::PresenceMember;
+
+#[derive(Debug, Default)]
+pub struct LocalAdapter;
+
+impl Adapter for LocalAdapter {
+    fn broadcast(&self, app: &Arc<App>, channel: &str, frame: &Utf8Bytes, except: Option<&str>) {
+        app.deliver_local(channel, frame, except);
+    }
+
+    fn terminate_user(&self, app: &Arc<App>, user_id: &str) {
+        app.users.terminate(user_id);
+    }
+
+    fn subscribe(
+        &self,
+        app: &Arc<App>,
+        channel: &str,
+        kind: ChannelKind,
+        conn: &ConnHandle,
+        member: Option<PresenceMember>,
+    ) -> BoxFuture<'static, ()> {
+        app.channels
+            .subscribe(channel, kind, conn, member.as_ref(), Announce::Local);
+        Box::pin(ready(()))
+    }
+
+    fn unsubscribe(
+        &self,
+        app: &Arc<App>,
+        channel: &str,
+        socket_id: &str,
+    ) -> BoxFuture<'static, ()> {
+        app.channels.unsubscribe(channel, socket_id, true);
+        Box::pin(ready(()))
+    }
+
+    fn channel_info(
+        &self,
+        app: &Arc<App>,
+        channel: &str,
+    ) -> BoxFuture<'static, Result<ChannelInfo, AdapterError>> {
+        Box::pin(ready(Ok(app.channels.info(channel))))
+    }
+
+    fn channels(
+        &self,
+        app: &Arc<App>,
+        prefix: &str,
+    ) -> BoxFuture<'static, Result<Vec<(String, ChannelInfo)>, AdapterError>> {
+        Box::pin(ready(Ok(app.channels.list(prefix))))
+    }
+
+    fn user_ids(
+        &self,
+        app: &Arc<App>,
+        channel: &str,
+    ) -> BoxFuture<'static, Result<Vec<String>, AdapterError>> {
+        Box::pin(ready(Ok(app.channels.user_ids(channel))))
+    }
+}

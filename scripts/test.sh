@@ -16,4 +16,9 @@ timeout 900 cargo clippy --locked --all-targets -- -D warnings
 log "rust: unit and integration tests"
 timeout 1200 cargo test --locked
 
+log "js: pusher-js, laravel-echo and pusher SDK against chorus"
+timeout 300 cargo build --locked -p chorus-server
+export CHORUS_BIN="$PWD/target/debug/chorus"
+(cd tests/js && timeout 300 npm ci --no-audit --no-fund --loglevel=error && timeout 600 npm test)
+
 log "all tests passed"

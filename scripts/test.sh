@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of the project, installing what they need first (idempotent: seconds when present).
-#   1. Rust: cargo fmt --check, clippy -D warnings, unit + integration tests (real listener, real clients)
+#   1. Rust: cargo fmt --check, clippy -D warnings, unit + integration tests (real listener, real clients,
+#      several chorus processes on a real redis-server)
 #   2. JS: the real pusher-js, laravel-echo and pusher npm packages against the built chorus binary
 # Called by .ci/run. Each stage is bounded in time.
 set -euo pipefail
@@ -8,6 +9,7 @@ cd "$(dirname "$0")/.."
 source scripts/lib.sh
 need_rust
 need_node
+need_apt redis-server redis-server   # cluster tests start their own redis-server on a free loopback port
 
 log "rust: format and lints"
 cargo fmt --all -- --check

@@ -37,9 +37,29 @@ pub struct Cli {
     /// Secret of the single app served when the config file defines none.
     #[arg(long, env = "CHORUS_APP_SECRET", hide_env_values = true)]
     pub app_secret: Option<String>,
+    /// Where broadcasts and presence live: `local` (one node) or `redis` (several nodes) [default: local].
+    #[arg(long, env = "CHORUS_ADAPTER")]
+    pub adapter: Option<AdapterKind>,
+    /// Redis URL for the redis adapter [default: redis://127.0.0.1:6379].
+    #[arg(long, env = "CHORUS_REDIS_URL")]
+    pub redis_url: Option<String>,
+    /// Prefix of Chorus's Redis keys and channel, so several deployments can share one Redis [default: chorus].
+    #[arg(long, env = "CHORUS_REDIS_PREFIX")]
+    pub redis_prefix: Option<String>,
     /// Log filter in `tracing` syntax, e.g. `info` or `chorus_server=debug` [default: info].
     #[arg(long, env = "CHORUS_LOG")]
     pub log: Option<String>,
+}
+
+/// Which adapter connects this node to the others.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum AdapterKind {
+    /// One node; nothing else needed.
+    #[default]
+    Local,
+    /// Several nodes sharing one Redis.
+    Redis,
 }
 
 /// Whole-server settings.
@@ -64,6 +84,12 @@ pub struct Config {
     pub max_connections: usize,
     /// Log filter (`tracing` env-filter syntax).
     pub log: String,
+    /// `local` or `redis`.
+    pub adapter: AdapterKind,
+    pub redis_url: String,
+    pub redis_prefix: String,
+    /// Seconds after which a silent node counts as dead and its presence members are removed.
+    pub node_timeout: u64,
     pub apps: Vec<AppConfig>,
 }
 
@@ -80,6 +106,10 @@ impl Default for Config {
             outbound_queue: 1024,
             max_connections: 0,
             log: "info".into(),
+            adapter: AdapterKind::Local,
+            redis_url: "redis://127.0.0.1:6379".into(),
+            redis_prefix: "chorus".into(),
+            node_timeout: 20,
             apps: Vec::new(),
         }
     }
@@ -195,6 +225,15 @@ impl Config {
         if let Some(t) = cli.activity_timeout {
             config.activity_timeout = t;
         }
+        if let Some(a) = cli.adapter {
+            config.adapter = a;
+        }
+        if let Some(url) = &cli.redis_url {
+            config.redis_url = url.clone();
+        }
+        if let Some(p) = &cli.redis_prefix {
+            config.redis_prefix = p.clone();
+        }
         if let Some(log) = &cli.log {
             config.log = log.clone();
         }
@@ -230,11 +269,26 @@ impl Config {
         if self.outbound_queue == 0 {
             return invalid("outbound_queue must be at least 1".into());
         }
+        if self.node_timeout == 0 {
+            return invalid("node_timeout must be at least 1 second".into());
+        }
+        if self.redis_prefix.is_empty() || !self.redis_prefix.chars().all(plain) {
+            return invalid(
+                "redis_prefix must be non-empty, without spaces, ':' or control characters".into(),
+            );
+        }
         let mut ids = std::collections::HashSet::new();
         let mut keys = std::collections::HashSet::new();
         for app in &self.apps {
             if app.id.is_empty() || app.key.is_empty() || app.secret.is_empty() {
                 return invalid("every app needs a non-empty id, key and secret".into());
+            }
+            // Ids appear in URLs and Redis keys; keys in URLs.
+            if !app.id.chars().all(plain) || !app.key.chars().all(plain) {
+                return invalid(format!(
+                    "app id {:?} / key {:?}: no spaces, ':', '/' or control characters",
+                    app.id, app.key
+                ));
             }
             if !ids.insert(&app.id) {
                 return invalid(format!("app id {:?} is defined twice", app.id));
@@ -245,6 +299,11 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// Characters allowed in ids, keys and prefixes.
+fn plain(c: char) -> bool {
+    !c.is_whitespace() && !c.is_control() && c != ':' && c != '/' && c != '?' && c != '#'
 }
 
 #[cfg(test)]
@@ -303,6 +362,20 @@ mod tests {
             apps: vec![AppConfig::development(), AppConfig::development()],
             ..Config::default()
         };
+        assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn ids_with_separators_are_rejected() {
+        let mut app = AppConfig::development();
+        app.id = "a:b".into();
+        let c = Config {
+            apps: vec![app],
+            ..Config::default()
+        };
+        assert!(c.validate().is_err());
+        let c: Config = toml::from_str("adapter = \"redis\"\nredis_prefix = \"x y\"").unwrap();
+        assert_eq!(c.adapter, AdapterKind::Redis);
         assert!(c.validate().is_err());
     }
 

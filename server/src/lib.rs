@@ -7,7 +7,8 @@
 //! - [`outbound`]: the bounded per-connection queue and the handle used to reach a connection.
 //! - [`channels`]: channel registry and **the fan-out path** ([`channels::Channels::broadcast`]).
 //! - [`presence`]: presence membership (per user, not per connection).
-//! - [`adapter`]: how broadcasts reach subscribers (local now; cluster adapters plug in here).
+//! - [`adapter`]: how subscriptions and broadcasts reach the cluster: one node ([`adapter::local`])
+//!   or several sharing Redis ([`adapter::redis`]).
 //! - [`http_api`]: the signed Pusher HTTP API.
 //! - [`app`]: apps (tenants), their connection quotas and signed-in users.
 //! - [`wire`]: encoding server frames once into shared bytes.

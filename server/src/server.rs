@@ -16,8 +16,10 @@ use axum::{Json, Router};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::adapter::{Adapter, LocalAdapter};
-use crate::config::Config;
+use crate::adapter::redis::{RedisAdapter, RedisSettings, RedisSetupError};
+use crate::adapter::{Adapter, Health, LocalAdapter};
+use crate::app::Apps;
+use crate::config::{AdapterKind, Config};
 use crate::connection::{self, ConnectRequest};
 use crate::error::ApiError;
 use crate::state::ServerState;
@@ -25,6 +27,15 @@ use crate::{http_api, metrics};
 
 const READ_BUFFER: usize = 4 * 1024;
 const WRITE_BUFFER: usize = 8 * 1024;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen: {0}")]
+    Bind(#[from] std::io::Error),
+    #[error(transparent)]
+    Redis(#[from] RedisSetupError),
+}
 
 /// A bound, not yet running server.
 pub struct Server {
@@ -34,20 +45,25 @@ pub struct Server {
 }
 
 impl Server {
-    /// Binds `config.host:config.port` (port 0 picks a free one) with the local adapter.
-    pub async fn bind(config: Config) -> std::io::Result<Self> {
-        Self::bind_with_adapter(config, Arc::new(LocalAdapter)).await
-    }
-
-    pub async fn bind_with_adapter(
-        config: Config,
-        adapter: Arc<dyn Adapter>,
-    ) -> std::io::Result<Self> {
+    /// Binds `config.host:config.port` (port 0 picks a free one) and starts the configured adapter.
+    pub async fn bind(config: Config) -> Result<Self, StartError> {
         let listener = TcpListener::bind((config.host.as_str(), config.port)).await?;
+        let apps = Arc::new(Apps::new(&config.apps));
+        let adapter: Arc<dyn Adapter> = match config.adapter {
+            AdapterKind::Local => Arc::new(LocalAdapter),
+            AdapterKind::Redis => Arc::new(RedisAdapter::start(
+                RedisSettings {
+                    url: config.redis_url.clone(),
+                    prefix: config.redis_prefix.clone(),
+                    node_timeout: Duration::from_secs(config.node_timeout),
+                },
+                Arc::clone(&apps),
+            )?),
+        };
         let (shutdown, rx) = watch::channel(false);
         Ok(Self {
             listener,
-            state: Arc::new(ServerState::new(config, adapter, rx)),
+            state: Arc::new(ServerState::new(config, apps, adapter, rx)),
             shutdown,
         })
     }
@@ -138,7 +154,12 @@ async fn websocket(
         .on_upgrade(move |socket| connection::serve(socket, state, request))
 }
 
+/// 200 `ok`; 200 `degraded` when the cluster adapter cannot reach Redis (local subscribers are
+/// still served); 503 while shutting down.
 async fn up(State(state): State<Arc<ServerState>>) -> Response {
+    if let Health::Degraded(reason) = state.adapter.health() {
+        return Json(serde_json::json!({ "status": "degraded", "reason": reason })).into_response();
+    }
     if state.is_shutting_down() {
         (
             StatusCode::SERVICE_UNAVAILABLE,

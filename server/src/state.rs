@@ -12,7 +12,7 @@ use crate::metrics::HttpMetrics;
 
 pub struct ServerState {
     pub config: Config,
-    pub apps: Apps,
+    pub apps: Arc<Apps>,
     pub adapter: Arc<dyn Adapter>,
     pub http_metrics: HttpMetrics,
     /// Becomes true when the server starts shutting down.
@@ -21,9 +21,14 @@ pub struct ServerState {
 }
 
 impl ServerState {
-    pub fn new(config: Config, adapter: Arc<dyn Adapter>, shutdown: watch::Receiver<bool>) -> Self {
+    pub fn new(
+        config: Config,
+        apps: Arc<Apps>,
+        adapter: Arc<dyn Adapter>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
         Self {
-            apps: Apps::new(&config.apps),
+            apps,
             config,
             adapter,
             http_metrics: HttpMetrics::default(),

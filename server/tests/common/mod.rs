@@ -2,6 +2,8 @@
 //! signed HTTP client.
 #![allow(dead_code)]
 
+pub mod processes;
+
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -196,6 +198,19 @@ impl Client {
             let ev = self.next_event().await;
             if ev["event"] == event {
                 return ev;
+            }
+        }
+    }
+
+    /// Skips frames until one with `event`, waiting up to `d` in all.
+    pub async fn expect_event_within(&mut self, event: &str, d: Duration) -> Value {
+        let deadline = tokio::time::Instant::now() + d;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.next_within(left).await {
+                Some(ev) if ev["event"] == event => return ev,
+                Some(_) => {}
+                None => panic!("no {event} within {d:?}"),
             }
         }
     }

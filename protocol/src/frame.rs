@@ -25,6 +25,34 @@ pub struct OutFrame<'a, D: Serialize> {
     pub data: D,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user_id: Option<&'a str>,
+    /// Chorus extension: where this event stands in the channel's history. pusher-js and Echo
+    /// ignore fields they do not know, so they keep working unchanged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub position: Option<&'a StreamPosition>,
+    /// Chorus extension, on `subscription_succeeded` only: the outcome of a requested recovery.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recovery: Option<&'a Recovery>,
+}
+
+/// A place in a channel's history: `offset` counts the channel's events within one `epoch`; the
+/// epoch changes whenever the history starts over (server restart, history expired), so offsets of
+/// different epochs are never compared.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamPosition {
+    pub epoch: String,
+    pub offset: u64,
+}
+
+/// Outcome of a `recover` request (sent with `subscription_succeeded`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Recovery {
+    /// True when every missed event follows (replayed in order before any live one).
+    pub recovered: bool,
+    /// How many missed events are replayed.
+    pub replayed: u64,
+    /// Why recovery failed: `epoch_changed`, `expired` or `unavailable`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// `data` of `pusher:connection_established` (sent as a JSON string inside the frame).
@@ -51,6 +79,9 @@ pub struct SubscribeData {
     /// Presence only: JSON string `{"user_id": …, "user_info": …}` covered by the signature.
     #[serde(default)]
     pub channel_data: Option<String>,
+    /// Chorus extension: resubscribing after a reconnect, replay what came after this position.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recover: Option<StreamPosition>,
 }
 
 /// `data` of `pusher:unsubscribe`.

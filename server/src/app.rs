@@ -8,6 +8,7 @@ use dashmap::DashMap;
 
 use crate::channels::Channels;
 use crate::config::AppConfig;
+use crate::history::History;
 use crate::metrics::AppMetrics;
 use crate::outbound::{ConnHandle, KillReason};
 
@@ -15,6 +16,7 @@ pub struct App {
     pub config: AppConfig,
     pub channels: Channels,
     pub users: Users,
+    pub history: History,
     pub metrics: AppMetrics,
     connections: AtomicUsize,
 }
@@ -22,6 +24,7 @@ pub struct App {
 impl App {
     pub fn new(config: AppConfig) -> Self {
         Self {
+            history: History::new(config.history_policy()),
             config,
             channels: Channels::default(),
             users: Users::default(),

@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::ws::Utf8Bytes;
+use chorus_protocol::frame::{Recovery, StreamPosition};
 use chorus_protocol::{events, ChannelKind};
 use dashmap::DashMap;
 use parking_lot::{Mutex, RwLock};
@@ -105,16 +106,45 @@ pub struct Left {
 }
 
 /// `pusher_internal:subscription_succeeded`; presence channels carry `members`.
-fn succeeded_frame(name: &str, members: Option<&Members>) -> Utf8Bytes {
+fn succeeded_frame(name: &str, members: Option<&Members>, extras: Extras<'_>) -> Utf8Bytes {
     match members {
-        Some(m) => succeeded_with(name, &m.subscription_data()),
-        None => succeeded_with(name, "{}"),
+        Some(m) => succeeded_with(name, &m.subscription_data(), extras),
+        None => succeeded_with(name, "{}", extras),
     }
 }
 
+/// The history position a frame carries, if any.
+fn position_of(frame: &Utf8Bytes) -> Option<StreamPosition> {
+    #[derive(serde::Deserialize)]
+    struct Positioned {
+        position: Option<StreamPosition>,
+    }
+    if !frame.as_str().contains("\"position\"") {
+        return None;
+    }
+    serde_json::from_str::<Positioned>(frame.as_str())
+        .ok()?
+        .position
+}
+
+/// Chorus's additions to `subscription_succeeded`: the channel's history position and the
+/// outcome of a requested recovery.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Extras<'a> {
+    pub position: Option<&'a StreamPosition>,
+    pub recovery: Option<&'a Recovery>,
+}
+
 /// `pusher_internal:subscription_succeeded` with the given `data` JSON.
-pub fn succeeded_with(name: &str, data_json: &str) -> Utf8Bytes {
-    wire::encode_string_data(events::SUBSCRIPTION_SUCCEEDED, Some(name), data_json)
+pub fn succeeded_with(name: &str, data_json: &str, extras: Extras<'_>) -> Utf8Bytes {
+    wire::encode_full(
+        events::SUBSCRIPTION_SUCCEEDED,
+        Some(name),
+        data_json,
+        None,
+        extras.position,
+        extras.recovery,
+    )
 }
 
 /// Counts reported by the HTTP API.
@@ -143,6 +173,7 @@ impl Channels {
         conn: &ConnHandle,
         member: Option<&PresenceMember>,
         announce: Announce,
+        extras: Extras<'_>,
     ) -> Subscribed {
         // Holding the shard entry while inserting keeps a concurrent "remove when empty" from
         // dropping the channel between lookup and insert.
@@ -157,7 +188,11 @@ impl Channels {
         let mut state = channel.state.write();
         if let Some(existing) = state.subscribers.get(conn.socket_id()) {
             if existing.pending.is_none() {
-                conn.send(&succeeded_frame(name, member.map(|_| &state.members)));
+                conn.send(&succeeded_frame(
+                    name,
+                    member.map(|_| &state.members),
+                    extras,
+                ));
             }
             return Subscribed::Already;
         }
@@ -172,7 +207,11 @@ impl Channels {
             },
         );
         if !deferred {
-            conn.send(&succeeded_frame(name, member.map(|_| &state.members)));
+            conn.send(&succeeded_frame(
+                name,
+                member.map(|_| &state.members),
+                extras,
+            ));
             if let (true, Some(member)) = (new_local_user, member) {
                 let added = wire::encode_string_data(
                     events::MEMBER_ADDED,
@@ -185,8 +224,17 @@ impl Channels {
         Subscribed::New { new_local_user }
     }
 
-    /// Ends a deferred subscription: sends `succeeded` and then the events held meanwhile.
-    pub fn activate(&self, name: &str, socket_id: &str, succeeded: &Utf8Bytes) {
+    /// Ends a deferred subscription: sends `succeeded`, then `replay` (recovered history), then the
+    /// events held meanwhile, skipping held events at or before `through` (already in `replay`
+    /// or older than the subscription).
+    pub fn activate(
+        &self,
+        name: &str,
+        socket_id: &str,
+        succeeded: &Utf8Bytes,
+        replay: &[Utf8Bytes],
+        through: Option<&StreamPosition>,
+    ) {
         let Some(channel) = self.map.get(name).map(|c| Arc::clone(c.value())) else {
             return;
         };
@@ -194,8 +242,16 @@ impl Channels {
         if let Some(sub) = state.subscribers.get_mut(socket_id) {
             if let Some(held) = sub.pending.take() {
                 sub.conn.send(succeeded);
+                for frame in replay {
+                    sub.conn.send(frame);
+                }
                 for frame in held.into_inner() {
-                    sub.conn.send(&frame);
+                    if !through.is_some_and(|t| {
+                        position_of(&frame)
+                            .is_some_and(|p| p.epoch == t.epoch && p.offset <= t.offset)
+                    }) {
+                        sub.conn.send(&frame);
+                    }
                 }
             }
         }
@@ -362,8 +418,22 @@ mod tests {
         let chans = Channels::default();
         let (a, mut ra) = conn("1.1");
         let (b, mut rb) = conn("2.2");
-        chans.subscribe("c", ChannelKind::Public, &a, None, Announce::Local);
-        chans.subscribe("c", ChannelKind::Public, &b, None, Announce::Local);
+        chans.subscribe(
+            "c",
+            ChannelKind::Public,
+            &a,
+            None,
+            Announce::Local,
+            Extras::default(),
+        );
+        chans.subscribe(
+            "c",
+            ChannelKind::Public,
+            &b,
+            None,
+            Announce::Local,
+            Extras::default(),
+        );
         texts(&mut ra);
         texts(&mut rb);
         assert_eq!(
@@ -392,6 +462,7 @@ mod tests {
             &b,
             Some(&m2),
             Announce::Local,
+            Extras::default(),
         );
         texts(&mut rb);
         chans.subscribe(
@@ -400,6 +471,7 @@ mod tests {
             &a1,
             Some(&m1),
             Announce::Local,
+            Extras::default(),
         );
         chans.subscribe(
             "presence-r",
@@ -407,6 +479,7 @@ mod tests {
             &a2,
             Some(&m1),
             Announce::Local,
+            Extras::default(),
         );
         let seen = texts(&mut rb);
         assert_eq!(
@@ -432,10 +505,23 @@ mod tests {
     fn deferred_subscription_holds_events_until_activated() {
         let chans = Channels::default();
         let (a, mut ra) = conn("1.1");
-        chans.subscribe("c", ChannelKind::Public, &a, None, Announce::Deferred);
+        chans.subscribe(
+            "c",
+            ChannelKind::Public,
+            &a,
+            None,
+            Announce::Deferred,
+            Extras::default(),
+        );
         chans.broadcast("c", &Utf8Bytes::from_static("early"), None);
         assert!(texts(&mut ra).is_empty());
-        chans.activate("c", "1.1", &succeeded_with("c", "{}"));
+        chans.activate(
+            "c",
+            "1.1",
+            &succeeded_with("c", "{}", Extras::default()),
+            &[],
+            None,
+        );
         chans.broadcast("c", &Utf8Bytes::from_static("late"), None);
         let got = texts(&mut ra);
         assert!(got[0].contains("subscription_succeeded"));

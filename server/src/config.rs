@@ -134,6 +134,12 @@ pub struct AppConfig {
     pub max_client_events_per_second: u32,
     /// Origins allowed to open a WebSocket (`*` = any, else exact `scheme://host[:port]`); others get 4009.
     pub allowed_origins: Vec<String>,
+    /// Events kept per channel so reconnecting clients recover what they missed (0 = no history).
+    pub history_size: usize,
+    /// Seconds an event stays in history.
+    pub history_ttl: u64,
+    /// Channel name prefixes that keep history (`*` = all).
+    pub history_channels: Vec<String>,
 }
 
 impl Default for AppConfig {
@@ -148,6 +154,9 @@ impl Default for AppConfig {
             max_event_payload_kb: 10,
             max_client_events_per_second: 10,
             allowed_origins: vec!["*".into()],
+            history_size: 100,
+            history_ttl: 300,
+            history_channels: vec!["*".into()],
         }
     }
 }
@@ -160,6 +169,14 @@ impl AppConfig {
             key: "app-key".into(),
             secret: "app-secret".into(),
             ..Self::default()
+        }
+    }
+
+    pub fn history_policy(&self) -> crate::history::HistoryPolicy {
+        crate::history::HistoryPolicy {
+            size: self.history_size,
+            ttl: std::time::Duration::from_secs(self.history_ttl),
+            channels: self.history_channels.clone(),
         }
     }
 

@@ -325,7 +325,7 @@ impl Session {
                     };
                     self.state
                         .adapter
-                        .subscribe(&self.app, &data.channel, kind, &self.conn, member)
+                        .subscribe(&self.app, &data.channel, kind, &self.conn, member, None)
                         .await;
                     return Ok(());
                 }
@@ -333,7 +333,14 @@ impl Session {
                 self.subscriptions.insert(data.channel.clone(), user_id);
                 self.state
                     .adapter
-                    .subscribe(&self.app, &data.channel, kind, &self.conn, member)
+                    .subscribe(
+                        &self.app,
+                        &data.channel,
+                        kind,
+                        &self.conn,
+                        member,
+                        data.recover.clone(),
+                    )
                     .await;
             }
             Err(e) => {

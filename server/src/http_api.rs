@@ -22,11 +22,11 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 
+use crate::adapter::Publish;
 use crate::app::App;
 use crate::channels::ChannelInfo;
 use crate::error::ApiError;
 use crate::state::ServerState;
-use crate::wire;
 
 /// How far `auth_timestamp` may be from the server's clock.
 pub const MAX_CLOCK_SKEW_SECS: u64 = 600;
@@ -47,6 +47,7 @@ pub fn routes() -> Router<Arc<ServerState>> {
         .route("/apps/{app_id}/channels", get(channels))
         .route("/apps/{app_id}/channels/{channel}", get(channel))
         .route("/apps/{app_id}/channels/{channel}/users", get(users))
+        .route("/apps/{app_id}/channels/{channel}/history", get(history))
         .route(
             "/apps/{app_id}/users/{user_id}/terminate_connections",
             post(terminate),
@@ -201,7 +202,16 @@ struct Event<'a> {
 /// `data` as it will be written: a JSON string literal taken verbatim, or a value re-encoded as one.
 enum DataText<'a> {
     Literal(&'a RawValue),
-    Encoded(String),
+    Encoded(Box<RawValue>),
+}
+
+impl DataText<'_> {
+    fn raw(&self) -> &RawValue {
+        match self {
+            Self::Literal(raw) => raw,
+            Self::Encoded(boxed) => boxed,
+        }
+    }
 }
 
 fn validate_event<'a>(app: &App, body: EventBody<'a>) -> Result<Event<'a>, ApiError> {
@@ -252,7 +262,11 @@ fn validate_event<'a>(app: &App, body: EventBody<'a>) -> Result<Event<'a>, ApiEr
         };
         (DataText::Literal(body.data), len)
     } else {
-        (DataText::Encoded(raw.to_owned()), raw.len())
+        // Pusher's data is a string: a JSON value is sent as its text.
+        let literal = serde_json::to_string(raw).unwrap_or_default();
+        let encoded =
+            RawValue::from_string(literal).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        (DataText::Encoded(encoded), raw.len())
     };
     if len > app.max_payload_bytes() {
         return Err(ApiError::PayloadTooLarge(format!(
@@ -287,13 +301,12 @@ async fn publish(
 ) -> Result<Map<String, Value>, ApiError> {
     let mut infos = Map::new();
     for channel in &event.channels {
-        let frame = match &event.data {
-            DataText::Literal(raw) => wire::encode(&event.name, Some(channel), *raw, None),
-            DataText::Encoded(s) => wire::encode(&event.name, Some(channel), s.as_str(), None),
+        let publish = Publish {
+            event: &event.name,
+            data: event.data.raw(),
+            except: event.socket_id.as_deref(),
         };
-        state
-            .adapter
-            .broadcast(app, channel, &frame, event.socket_id.as_deref());
+        state.adapter.publish(app, channel, &publish);
         if event.info.any() {
             let info = state.adapter.channel_info(app, channel).await?;
             infos.insert(channel.clone(), Value::Object(event.info.render(info)));
@@ -455,4 +468,43 @@ async fn terminate(
     }
     state.adapter.terminate_user(&auth.app, &user_id);
     Ok(Json(json!({})).into_response())
+}
+
+/// Most events one history request returns.
+pub const MAX_HISTORY_LIMIT: usize = 1000;
+
+async fn history(
+    State(state): AppState,
+    Path((app_id, name)): Path<(String, String)>,
+    method: Method,
+    uri: OriginalUri,
+) -> ApiResult {
+    let auth = authenticate(&state, &app_id, &method, &uri, &[])?;
+    validate_channel_name(&name)
+        .map_err(|e| ApiError::BadRequest(format!("channel {name:?}: {e}")))?;
+    if !auth.app.history.applies_to(&name) {
+        return Err(ApiError::BadRequest(format!(
+            "channel {name:?} keeps no history (see history_size and history_channels)"
+        )));
+    }
+    let limit = match auth.params.get("limit") {
+        Some(l) => l
+            .parse::<usize>()
+            .ok()
+            .filter(|l| (1..=MAX_HISTORY_LIMIT).contains(l))
+            .ok_or_else(|| {
+                ApiError::BadRequest(format!("limit must be 1 to {MAX_HISTORY_LIMIT}"))
+            })?,
+        None => 100,
+    };
+    let page = state.adapter.history(&auth.app, &name, limit).await?;
+    let events: Vec<&RawValue> = page
+        .events
+        .iter()
+        .filter_map(|f| serde_json::from_str::<&RawValue>(f.as_str()).ok())
+        .collect();
+    Ok(
+        Json(json!({ "channel": name, "position": page.position, "events": events }))
+            .into_response(),
+    )
 }

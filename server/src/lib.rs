@@ -7,6 +7,7 @@
 //! - [`outbound`]: the bounded per-connection queue and the handle used to reach a connection.
 //! - [`channels`]: channel registry and **the fan-out path** ([`channels::Channels::broadcast`]).
 //! - [`presence`]: presence membership (per user, not per connection).
+//! - [`history`]: recent events per channel with positions, for recovery after a reconnect.
 //! - [`adapter`]: how subscriptions and broadcasts reach the cluster: one node ([`adapter::local`])
 //!   or several sharing Redis ([`adapter::redis`]).
 //! - [`http_api`]: the signed Pusher HTTP API.
@@ -26,6 +27,7 @@ pub mod channels;
 pub mod config;
 pub mod connection;
 pub mod error;
+pub mod history;
 pub mod http_api;
 pub mod metrics;
 pub mod outbound;

@@ -88,6 +88,7 @@ impl Server {
             shutdown,
         } = self;
         let app = router(Arc::clone(&state));
+        tokio::spawn(sweep_history(Arc::downgrade(&state)));
         let notify = async move {
             signal.await;
             tracing::info!("shutting down: closing connections with 4200");
@@ -109,6 +110,17 @@ impl Server {
             );
         }
         Ok(())
+    }
+}
+
+/// Drops idle history streams now and then, so memory follows the channels in use.
+async fn sweep_history(state: std::sync::Weak<ServerState>) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        let Some(state) = state.upgrade() else { return };
+        for app in state.apps.iter() {
+            app.history.sweep();
+        }
     }
 }
 

@@ -3,7 +3,9 @@
 
 use axum::extract::ws::Utf8Bytes;
 use chorus_protocol::events;
-use chorus_protocol::frame::{ErrorData, OutFrame, SubscriptionErrorData};
+use chorus_protocol::frame::{
+    ErrorData, OutFrame, Recovery, StreamPosition, SubscriptionErrorData,
+};
 use serde::Serialize;
 
 use crate::error::{ConnectionError, SubscriptionError};
@@ -15,11 +17,25 @@ pub fn encode<D: Serialize>(
     data: D,
     user_id: Option<&str>,
 ) -> Utf8Bytes {
+    encode_full(event, channel, data, user_id, None, None)
+}
+
+/// Encodes a frame with Chorus's extension fields (history position, recovery outcome).
+pub fn encode_full<D: Serialize>(
+    event: &str,
+    channel: Option<&str>,
+    data: D,
+    user_id: Option<&str>,
+    position: Option<&StreamPosition>,
+    recovery: Option<&Recovery>,
+) -> Utf8Bytes {
     let frame = OutFrame {
         event,
         channel,
         data,
         user_id,
+        position,
+        recovery,
     };
     // Serializing plain strings, numbers and already-valid raw JSON cannot fail.
     Utf8Bytes::from(serde_json::to_string(&frame).unwrap_or_default())

@@ -6,9 +6,11 @@ use axum::extract::ws::Utf8Bytes;
 use chorus_protocol::ChannelKind;
 use futures_util::future::{ready, BoxFuture};
 
-use super::{Adapter, AdapterError};
+use chorus_protocol::frame::StreamPosition;
+
+use super::{Adapter, AdapterError, HistoryPage, Publish};
 use crate::app::App;
-use crate::channels::{Announce, ChannelInfo};
+use crate::channels::ChannelInfo;
 use crate::outbound::ConnHandle;
 use crate::presence::PresenceMember;
 
@@ -18,6 +20,19 @@ pub struct LocalAdapter;
 impl Adapter for LocalAdapter {
     fn broadcast(&self, app: &Arc<App>, channel: &str, frame: &Utf8Bytes, except: Option<&str>) {
         app.deliver_local(channel, frame, except);
+    }
+
+    fn publish(&self, app: &Arc<App>, channel: &str, event: &Publish<'_>) {
+        app.publish_local(channel, event);
+    }
+
+    fn history(
+        &self,
+        app: &Arc<App>,
+        channel: &str,
+        limit: usize,
+    ) -> BoxFuture<'static, Result<HistoryPage, AdapterError>> {
+        Box::pin(ready(Ok(app.history_local(channel, limit))))
     }
 
     fn terminate_user(&self, app: &Arc<App>, user_id: &str) {
@@ -31,9 +46,9 @@ impl Adapter for LocalAdapter {
         kind: ChannelKind,
         conn: &ConnHandle,
         member: Option<PresenceMember>,
+        recover: Option<StreamPosition>,
     ) -> BoxFuture<'static, ()> {
-        app.channels
-            .subscribe(channel, kind, conn, member.as_ref(), Announce::Local);
+        app.subscribe_local(channel, kind, conn, member.as_ref(), recover.as_ref());
         Box::pin(ready(()))
     }
 

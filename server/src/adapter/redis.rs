@@ -23,6 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::Utf8Bytes;
+use chorus_protocol::frame::{Recovery, StreamPosition};
 use chorus_protocol::{events, ChannelKind};
 use futures_util::future::BoxFuture;
 use futures_util::StreamExt;
@@ -33,9 +34,9 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use tokio::sync::mpsc;
 
-use super::{Adapter, AdapterError, Health};
+use super::{Adapter, AdapterError, Health, HistoryPage, Publish};
 use crate::app::{App, Apps};
-use crate::channels::{succeeded_with, Announce, ChannelInfo};
+use crate::channels::{succeeded_with, Announce, ChannelInfo, Extras, Subscribed};
 use crate::outbound::ConnHandle;
 use crate::presence::{member_added_data, member_removed_data, PresenceMember};
 use crate::wire;
@@ -217,6 +218,64 @@ redis.call('DEL', own .. ':keys', own .. ':pch')
 return 1
 "#;
 
+/// ARGV: prefix, timeout, app, channel, ttl ms, size, epoch to start with, frame without its final
+/// `}`, bus envelope up to its frame. Gives the event the channel's next offset, keeps it in the
+/// channel's stream and publishes it on the bus, atomically: bus order is offset order.
+const PUBLISH_HISTORY: &str = r#"
+local base = P .. ':h:' .. ARGV[3] .. ':' .. ARGV[4]
+local ttl = tonumber(ARGV[5])
+local epoch = redis.call('GET', base .. ':epoch')
+if not epoch then
+  epoch = ARGV[7]
+  redis.call('SET', base .. ':epoch', epoch)
+  redis.call('SET', base .. ':offset', 0)
+  redis.call('DEL', base .. ':stream')
+end
+local offset = redis.call('INCR', base .. ':offset')
+local frame = ARGV[8] .. ',"position":{"epoch":"' .. epoch .. '","offset":' .. offset .. '}}'
+redis.call('XADD', base .. ':stream', 'MAXLEN', ARGV[6], '*', 'o', offset, 'f', frame)
+redis.call('PEXPIRE', base .. ':epoch', ttl)
+redis.call('PEXPIRE', base .. ':offset', ttl)
+redis.call('PEXPIRE', base .. ':stream', ttl)
+redis.call('PUBLISH', P .. ':bus', ARGV[9] .. frame .. '}')
+return offset
+"#;
+
+/// ARGV: prefix, timeout, app, channel, ttl ms, epoch to start with, from epoch ('' = none), from
+/// offset, limit (0 = all after `from`). Returns {epoch, top offset, status, frames}: status is
+/// `none` (no recovery asked), `ok`, `epoch_changed` or `expired`.
+const READ_HISTORY: &str = r#"
+local base = P .. ':h:' .. ARGV[3] .. ':' .. ARGV[4]
+local ttl = tonumber(ARGV[5])
+local epoch = redis.call('GET', base .. ':epoch')
+if not epoch then
+  epoch = ARGV[6]
+  redis.call('SET', base .. ':epoch', epoch, 'PX', ttl)
+  redis.call('SET', base .. ':offset', 0, 'PX', ttl)
+  redis.call('DEL', base .. ':stream')
+end
+local top = tonumber(redis.call('GET', base .. ':offset') or '0')
+local _, now = alive()
+redis.call('XTRIM', base .. ':stream', 'MINID', now - ttl)
+local entries = redis.call('XRANGE', base .. ':stream', '-', '+')
+local out = {}
+if ARGV[7] == '' then
+  local limit = tonumber(ARGV[9])
+  local first = math.max(1, #entries - limit + 1)
+  for i = first, #entries do table.insert(out, entries[i][2][4]) end
+  return {epoch, top, 'none', out}
+end
+local from = tonumber(ARGV[8])
+if ARGV[7] ~= epoch or from > top then return {epoch, top, 'epoch_changed', out} end
+local oldest = top + 1
+if #entries > 0 then oldest = tonumber(entries[1][2][2]) end
+if from + 1 < oldest then return {epoch, top, 'expired', out} end
+for _, e in ipairs(entries) do
+  if tonumber(e[2][2]) > from then table.insert(out, e[2][4]) end
+end
+return {epoch, top, 'ok', out}
+"#;
+
 struct Scripts {
     join: Script,
     leave: Script,
@@ -227,6 +286,7 @@ struct Scripts {
     heartbeat: Script,
     reap: Script,
     clear: Script,
+    read_history: Script,
 }
 
 impl Scripts {
@@ -241,6 +301,7 @@ impl Scripts {
             heartbeat: s(HEARTBEAT),
             reap: s(REAP),
             clear: s(CLEAR),
+            read_history: s(READ_HISTORY),
         }
     }
 }
@@ -248,6 +309,14 @@ impl Scripts {
 /// Writes that must reach Redis in order; none is awaited by the caller.
 enum Op {
     Publish(String),
+    /// An event on a channel with history: positioned and published by Redis (see PUBLISH_HISTORY).
+    PublishHistory {
+        app: Arc<App>,
+        channel: String,
+        /// The frame without its final `}`.
+        frame_prefix: String,
+        except: Option<String>,
+    },
     Subs {
         app: String,
         channel: String,
@@ -331,17 +400,73 @@ impl Inner {
         self.settings.node_timeout.as_millis() as u64
     }
 
-    fn enqueue(&self, op: Op) {
-        match self.ops.try_send(op) {
-            Ok(()) => {}
-            Err(_) => {
-                if !self.dropped_warned.swap(true, Ordering::Relaxed) {
-                    tracing::warn!(
-                        "redis write queue full: dropping cross-node messages until it drains"
-                    );
-                }
+    /// Queues a write; gives it back when the queue is full.
+    fn enqueue(&self, op: Op) -> Result<(), Op> {
+        self.ops.try_send(op).map_err(|e| {
+            if !self.dropped_warned.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    "redis write queue full: dropping cross-node messages until it drains"
+                );
             }
+            e.into_inner()
+        })
+    }
+
+    /// Publishes a server event; on channels with history Redis positions it (see PUBLISH_HISTORY).
+    fn publish(&self, app: &Arc<App>, channel: &str, event: &Publish<'_>) {
+        let frame = wire::encode(event.event, Some(channel), event.data, None);
+        if !app.history.applies_to(channel) {
+            self.broadcast(app, channel, &frame, event.except);
+            return;
         }
+        let mut frame_prefix = frame.as_str().to_owned();
+        frame_prefix.pop();
+        let op = Op::PublishHistory {
+            app: Arc::clone(app),
+            channel: channel.to_owned(),
+            frame_prefix,
+            except: event.except.map(str::to_owned),
+        };
+        if self.enqueue(op).is_err() {
+            app.deliver_local(channel, &frame, event.except);
+        }
+    }
+
+    /// The channel's stream position and, for a recovery, the frames after `from` (status `ok`,
+    /// `epoch_changed`, `expired`); without `from`, the newest `limit` frames (status `none`).
+    async fn read_history(
+        &self,
+        app: &App,
+        channel: &str,
+        from: Option<&StreamPosition>,
+        limit: usize,
+    ) -> Result<(StreamPosition, String, Vec<Utf8Bytes>), AdapterError> {
+        let ttl = (app.history.policy.ttl.as_millis() as u64).to_string();
+        let epoch = new_epoch();
+        let (from_epoch, from_offset) = match from {
+            Some(p) => (p.epoch.as_str(), p.offset.to_string()),
+            None => ("", "0".to_owned()),
+        };
+        let limit = limit.to_string();
+        let (epoch, top, status, frames): (String, u64, String, Vec<String>) = self
+            .run(
+                &self.scripts.read_history,
+                &[
+                    &app.config.id,
+                    channel,
+                    &ttl,
+                    &epoch,
+                    from_epoch,
+                    &from_offset,
+                    &limit,
+                ],
+            )
+            .await?;
+        Ok((
+            StreamPosition { epoch, offset: top },
+            status,
+            frames.into_iter().map(Utf8Bytes::from).collect(),
+        ))
     }
 
     fn failed(&self, what: &str, e: &dyn std::fmt::Display) {
@@ -392,7 +517,7 @@ impl Inner {
     /// Delivers locally and publishes to the other nodes.
     fn broadcast(&self, app: &App, channel: &str, frame: &Utf8Bytes, except: Option<&str>) {
         app.deliver_local(channel, frame, except);
-        self.enqueue(Op::Publish(envelope(
+        let _ = self.enqueue(Op::Publish(envelope(
             &self.node,
             &app.config.id,
             Body::Event {
@@ -478,6 +603,30 @@ enum Body<'a> {
 }
 
 /// Encodes a bus message. The frame is already JSON, so it is embedded as is, not re-escaped.
+/// A new history epoch.
+fn new_epoch() -> String {
+    format!("{:012x}", rand::random::<u64>() >> 16)
+}
+
+/// A bus message about an event, up to (not including) its frame and closing brace. With `all`,
+/// the sending node delivers it too (history events: everyone delivers in bus order).
+fn envelope_prefix(
+    node: &str,
+    app: &str,
+    channel: &str,
+    except: Option<&str>,
+    all: bool,
+) -> String {
+    let s = |v: &str| serde_json::to_string(v).unwrap_or_default();
+    let except = except.map(s).unwrap_or_else(|| "null".into());
+    format!(
+        r#"{{"node":{},"all":{all},"app":{},"channel":{},"except":{except},"frame":"#,
+        s(node),
+        s(app),
+        s(channel)
+    )
+}
+
 fn envelope(node: &str, app: &str, body: Body<'_>) -> String {
     let s = |v: &str| serde_json::to_string(v).unwrap_or_default();
     match body {
@@ -485,16 +634,11 @@ fn envelope(node: &str, app: &str, body: Body<'_>) -> String {
             channel,
             except,
             frame,
-        } => {
-            let except = except.map(s).unwrap_or_else(|| "null".into());
-            format!(
-                r#"{{"node":{},"app":{},"channel":{},"except":{except},"frame":{}}}"#,
-                s(node),
-                s(app),
-                s(channel),
-                frame.as_str()
-            )
-        }
+        } => format!(
+            "{}{}}}",
+            envelope_prefix(node, app, channel, except, false),
+            frame.as_str()
+        ),
         Body::Terminate { user_id } => format!(
             r#"{{"node":{},"app":{},"terminate_user":{}}}"#,
             s(node),
@@ -508,6 +652,8 @@ fn envelope(node: &str, app: &str, body: Body<'_>) -> String {
 struct Envelope<'a> {
     #[serde(borrow)]
     node: Cow<'a, str>,
+    #[serde(default)]
+    all: bool,
     #[serde(borrow)]
     app: Cow<'a, str>,
     #[serde(borrow, default)]
@@ -525,7 +671,7 @@ fn deliver(inner: &Inner, payload: &[u8]) {
         tracing::warn!("ignoring malformed message on the redis bus");
         return;
     };
-    if env.node == inner.node {
+    if env.node == inner.node && !env.all {
         return;
     }
     let Some(app) = inner.apps.by_id(&env.app) else {
@@ -560,6 +706,8 @@ async fn write_loop(inner: Arc<Inner>, mut rx: mpsc::Receiver<Op>) {
     while rx.recv_many(&mut batch, BATCH).await > 0 {
         let mut pipe = redis::pipe();
         let mut resync = false;
+        // History events of this batch, delivered locally (without position) if Redis fails.
+        let mut fallback = Vec::new();
         for op in batch.drain(..) {
             match op {
                 Op::Publish(msg) => {
@@ -582,6 +730,35 @@ async fn write_loop(inner: Arc<Inner>, mut rx: mpsc::Receiver<Op>) {
                         .arg(delta)
                         .ignore();
                 }
+                Op::PublishHistory {
+                    app,
+                    channel,
+                    frame_prefix,
+                    except,
+                } => {
+                    let policy = &app.history.policy;
+                    let env_prefix = envelope_prefix(
+                        &inner.node,
+                        &app.config.id,
+                        &channel,
+                        except.as_deref(),
+                        true,
+                    );
+                    pipe.cmd("EVAL")
+                        .arg(PUBLISH_HISTORY_FULL.as_str())
+                        .arg(0)
+                        .arg(&inner.settings.prefix)
+                        .arg(inner.timeout_ms())
+                        .arg(&app.config.id)
+                        .arg(&channel)
+                        .arg(policy.ttl.as_millis() as u64)
+                        .arg(policy.size)
+                        .arg(new_epoch())
+                        .arg(&frame_prefix)
+                        .arg(env_prefix)
+                        .ignore();
+                    fallback.push((app, channel, frame_prefix, except));
+                }
                 Op::Resync => resync = true,
             }
         }
@@ -594,6 +771,13 @@ async fn write_loop(inner: Arc<Inner>, mut rx: mpsc::Receiver<Op>) {
             Ok(Err(e)) => inner.failed("redis publish", &e),
             Err(_) => inner.failed("redis publish", &"timed out"),
         }
+        if !inner.commands_ok.load(Ordering::Acquire) {
+            // Redis did not take them: local subscribers still get them live, unpositioned.
+            for (app, channel, mut frame, except) in fallback.drain(..) {
+                frame.push('}');
+                app.deliver_local(&channel, &Utf8Bytes::from(frame), except.as_deref());
+            }
+        }
         if resync {
             if let Err(e) = inner.resync().await {
                 tracing::warn!(error = %e, "could not rewrite this node's redis state; will retry");
@@ -605,6 +789,8 @@ async fn write_loop(inner: Arc<Inner>, mut rx: mpsc::Receiver<Op>) {
 
 static SUBS_FULL: std::sync::LazyLock<String> =
     std::sync::LazyLock::new(|| format!("{PRELUDE}{SUBS}"));
+static PUBLISH_HISTORY_FULL: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| format!("{PRELUDE}{PUBLISH_HISTORY}"));
 
 /// Keeps a pub/sub subscription to the bus, reconnecting with backoff.
 async fn subscribe_loop(inner: Arc<Inner>) {
@@ -618,7 +804,7 @@ async fn subscribe_loop(inner: Arc<Inner>) {
                     tracing::info!(channel = %bus, "subscribed to the redis bus");
                     delay = Duration::from_millis(100);
                     // Redis may have restarted empty: write our state again.
-                    inner.enqueue(Op::Resync);
+                    let _ = inner.enqueue(Op::Resync);
                     let mut stream = pubsub.on_message();
                     while let Some(msg) = stream.next().await {
                         deliver(&inner, msg.get_payload_bytes());
@@ -650,7 +836,7 @@ async fn heartbeat_loop(weak: std::sync::Weak<Inner>) {
         {
             if existed == 0 && !first {
                 tracing::warn!("this node's redis state is gone (redis restarted or node reaped): rewriting it");
-                inner.enqueue(Op::Resync);
+                let _ = inner.enqueue(Op::Resync);
             }
             first = false;
             if let Ok(flat) = inner.run::<Vec<String>>(&inner.scripts.reap, &[]).await {
@@ -686,7 +872,7 @@ impl Adapter for RedisAdapter {
     fn terminate_user(&self, app: &Arc<App>, user_id: &str) {
         app.users.terminate(user_id);
         let inner = &self.inner;
-        inner.enqueue(Op::Publish(envelope(
+        let _ = inner.enqueue(Op::Publish(envelope(
             &inner.node,
             &app.config.id,
             Body::Terminate { user_id },
@@ -700,51 +886,134 @@ impl Adapter for RedisAdapter {
         kind: ChannelKind,
         conn: &ConnHandle,
         member: Option<PresenceMember>,
+        recover: Option<StreamPosition>,
     ) -> BoxFuture<'static, ()> {
         let inner = Arc::clone(&self.inner);
         let app = Arc::clone(app);
         let channel = channel.to_owned();
         let conn = conn.clone();
         Box::pin(async move {
-            let Some(member) = member else {
-                if let crate::channels::Subscribed::New { .. } =
-                    app.channels
-                        .subscribe(&channel, kind, &conn, None, Announce::Local)
-                {
-                    inner.enqueue(Op::Subs {
-                        app: app.config.id.clone(),
-                        channel,
-                        delta: 1,
-                    });
-                }
-                return;
+            let history = app.history.applies_to(&channel);
+            let unavailable = || {
+                recover.as_ref().map(|_| Recovery {
+                    recovered: false,
+                    replayed: 0,
+                    reason: Some("unavailable".into()),
+                })
             };
-            let outcome =
-                app.channels
-                    .subscribe(&channel, kind, &conn, Some(&member), Announce::Deferred);
-            let crate::channels::Subscribed::New { new_local_user } = outcome else {
-                return;
-            };
-            inner.enqueue(Op::Subs {
+            let subs_changed = |delta| Op::Subs {
                 app: app.config.id.clone(),
                 channel: channel.clone(),
-                delta: 1,
-            });
-            let (announce, data) = match inner.join(&app, &channel, &member, None).await {
-                Ok(result) => result,
-                // Degraded: this node's view is the best there is.
-                Err(_) => (new_local_user, app.channels.local_presence_data(&channel)),
+                delta,
             };
-            app.channels
-                .activate(&channel, conn.socket_id(), &succeeded_with(&channel, &data));
-            if announce {
+            if member.is_none() && !history {
+                let recovery = unavailable();
+                let extras = Extras {
+                    position: None,
+                    recovery: recovery.as_ref(),
+                };
+                if let Subscribed::New { .. } =
+                    app.channels
+                        .subscribe(&channel, kind, &conn, None, Announce::Local, extras)
+                {
+                    let _ = inner.enqueue(subs_changed(1));
+                }
+                return;
+            }
+            // Cluster-wide members and history come from Redis; events wait until they are sent.
+            let outcome = app.channels.subscribe(
+                &channel,
+                kind,
+                &conn,
+                member.as_ref(),
+                Announce::Deferred,
+                Extras::default(),
+            );
+            let Subscribed::New { new_local_user } = outcome else {
+                return;
+            };
+            let _ = inner.enqueue(subs_changed(1));
+            let (announce, data) = match &member {
+                Some(m) => match inner.join(&app, &channel, m, None).await {
+                    Ok(result) => result,
+                    // Degraded: this node's view is the best there is.
+                    Err(_) => (new_local_user, app.channels.local_presence_data(&channel)),
+                },
+                None => (false, "{}".to_owned()),
+            };
+            let (top, recovery, replay) = if history {
+                match inner
+                    .read_history(&app, &channel, recover.as_ref(), 0)
+                    .await
+                {
+                    Ok((top, status, frames)) => {
+                        let recovery = recover.as_ref().map(|_| match status.as_str() {
+                            "ok" => Recovery {
+                                recovered: true,
+                                replayed: frames.len() as u64,
+                                reason: None,
+                            },
+                            other => Recovery {
+                                recovered: false,
+                                replayed: 0,
+                                reason: Some(other.to_owned()),
+                            },
+                        });
+                        let replay = if status == "ok" { frames } else { Vec::new() };
+                        (Some(top), recovery, replay)
+                    }
+                    Err(_) => (None, unavailable(), Vec::new()),
+                }
+            } else {
+                (None, unavailable(), Vec::new())
+            };
+            let extras = Extras {
+                position: top.as_ref(),
+                recovery: recovery.as_ref(),
+            };
+            app.channels.activate(
+                &channel,
+                conn.socket_id(),
+                &succeeded_with(&channel, &data, extras),
+                &replay,
+                top.as_ref(),
+            );
+            if let (true, Some(member)) = (announce, &member) {
                 let frame = wire::encode_string_data(
                     events::MEMBER_ADDED,
                     Some(&channel),
-                    &member_added_data(&member),
+                    &member_added_data(member),
                 );
                 inner.broadcast(&app, &channel, &frame, Some(conn.socket_id()));
             }
+        })
+    }
+
+    fn publish(&self, app: &Arc<App>, channel: &str, event: &Publish<'_>) {
+        self.inner.publish(app, channel, event);
+    }
+
+    fn history(
+        &self,
+        app: &Arc<App>,
+        channel: &str,
+        limit: usize,
+    ) -> BoxFuture<'static, Result<HistoryPage, AdapterError>> {
+        let inner = Arc::clone(&self.inner);
+        let app = Arc::clone(app);
+        let channel = channel.to_owned();
+        Box::pin(async move {
+            if !app.history.applies_to(&channel) {
+                return Ok(HistoryPage {
+                    position: None,
+                    events: Vec::new(),
+                });
+            }
+            let (top, _, events) = inner.read_history(&app, &channel, None, limit).await?;
+            Ok(HistoryPage {
+                position: Some(top),
+                events,
+            })
         })
     }
 
@@ -760,7 +1029,7 @@ impl Adapter for RedisAdapter {
         let left = app.channels.unsubscribe(&channel, socket_id, false);
         Box::pin(async move {
             let Some(left) = left else { return };
-            inner.enqueue(Op::Subs {
+            let _ = inner.enqueue(Op::Subs {
                 app: app.config.id.clone(),
                 channel: channel.clone(),
                 delta: -1,

@@ -140,6 +140,7 @@ shutdown_timeout = 2
 id = "{APP_ID}"
 key = "{KEY}"
 secret = "{SECRET}"
+history_size = 1000
 "#
             ),
         )

@@ -1,0 +1,299 @@
+//! Recent history per channel, so a client that reconnects gets exactly the events it missed.
+//!
+//! Each channel with history has a stream: an epoch (random, new whenever the stream starts over)
+//! and increasing offsets. Every event published to the channel gets the next offset, is encoded
+//! once with its position, kept (bounded by count and age) and delivered, all while the stream is
+//! locked, so offsets, history and delivery order agree. A subscriber asking to recover from a
+//! position is registered under the same lock after being sent what came after it: no gap, no
+//! duplicate.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::Utf8Bytes;
+use chorus_protocol::frame::{Recovery, StreamPosition};
+use dashmap::DashMap;
+use parking_lot::Mutex;
+
+/// Which channels keep history, how much and how long (per app).
+#[derive(Debug, Clone)]
+pub struct HistoryPolicy {
+    /// Events kept per channel; 0 disables history.
+    pub size: usize,
+    pub ttl: Duration,
+    /// Channel name prefixes that keep history; `*` means all.
+    pub channels: Vec<String>,
+}
+
+impl HistoryPolicy {
+    pub fn applies_to(&self, channel: &str) -> bool {
+        self.size > 0
+            && self
+                .channels
+                .iter()
+                .any(|p| p == "*" || channel.starts_with(p.as_str()))
+    }
+}
+
+struct Entry {
+    offset: u64,
+    at: Instant,
+    frame: Utf8Bytes,
+}
+
+/// One channel's stream.
+pub struct Stream {
+    epoch: String,
+    /// Offset the next event gets; the newest kept event has `next - 1`.
+    next: u64,
+    entries: VecDeque<Entry>,
+    last_used: Instant,
+}
+
+/// Why a recovery is impossible.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecoveryFailure {
+    /// The stream started over (restart, expiry): offsets of the old epoch mean nothing now.
+    EpochChanged,
+    /// Events after the position are no longer kept.
+    Expired,
+}
+
+impl RecoveryFailure {
+    pub fn reason(self) -> &'static str {
+        match self {
+            Self::EpochChanged => "epoch_changed",
+            Self::Expired => "expired",
+        }
+    }
+}
+
+impl Stream {
+    fn new() -> Self {
+        Self {
+            epoch: format!("{:012x}", rand::random::<u64>() >> 16),
+            next: 1,
+            entries: VecDeque::new(),
+            last_used: Instant::now(),
+        }
+    }
+
+    /// Position of the newest event (offset 0 before the first one).
+    pub fn top(&self) -> StreamPosition {
+        StreamPosition {
+            epoch: self.epoch.clone(),
+            offset: self.next - 1,
+        }
+    }
+
+    /// Gives the next event its position, lets `encode` build the frame, keeps it, returns it.
+    pub fn append(
+        &mut self,
+        policy: &HistoryPolicy,
+        encode: impl FnOnce(&StreamPosition) -> Utf8Bytes,
+    ) -> Utf8Bytes {
+        let now = Instant::now();
+        let position = StreamPosition {
+            epoch: self.epoch.clone(),
+            offset: self.next,
+        };
+        let frame = encode(&position);
+        self.entries.push_back(Entry {
+            offset: self.next,
+            at: now,
+            frame: frame.clone(),
+        });
+        self.next += 1;
+        while self.entries.len() > policy.size {
+            self.entries.pop_front();
+        }
+        self.prune(policy, now);
+        frame
+    }
+
+    fn prune(&mut self, policy: &HistoryPolicy, now: Instant) {
+        while self
+            .entries
+            .front()
+            .is_some_and(|e| now.duration_since(e.at) > policy.ttl)
+        {
+            self.entries.pop_front();
+        }
+        self.last_used = now;
+    }
+
+    /// The kept events after `from`, oldest first.
+    pub fn since(
+        &mut self,
+        policy: &HistoryPolicy,
+        from: &StreamPosition,
+    ) -> Result<Vec<Utf8Bytes>, RecoveryFailure> {
+        self.prune(policy, Instant::now());
+        if from.epoch != self.epoch || from.offset >= self.next {
+            return Err(RecoveryFailure::EpochChanged);
+        }
+        // The first offset still kept; with nothing kept, only "already up to date" recovers.
+        let oldest = self.entries.front().map_or(self.next, |e| e.offset);
+        if from.offset + 1 < oldest {
+            return Err(RecoveryFailure::Expired);
+        }
+        Ok(self
+            .entries
+            .iter()
+            .filter(|e| e.offset > from.offset)
+            .map(|e| e.frame.clone())
+            .collect())
+    }
+
+    /// The newest `limit` kept events, oldest first.
+    pub fn recent(&mut self, policy: &HistoryPolicy, limit: usize) -> Vec<Utf8Bytes> {
+        self.prune(policy, Instant::now());
+        let skip = self.entries.len().saturating_sub(limit);
+        self.entries
+            .iter()
+            .skip(skip)
+            .map(|e| e.frame.clone())
+            .collect()
+    }
+}
+
+/// Outcome of a recovery, for `subscription_succeeded`.
+pub fn recovery_outcome(result: &Result<Vec<Utf8Bytes>, RecoveryFailure>) -> Recovery {
+    match result {
+        Ok(missed) => Recovery {
+            recovered: true,
+            replayed: missed.len() as u64,
+            reason: None,
+        },
+        Err(f) => Recovery {
+            recovered: false,
+            replayed: 0,
+            reason: Some(f.reason().into()),
+        },
+    }
+}
+
+/// The streams of one app.
+pub struct History {
+    pub policy: HistoryPolicy,
+    streams: DashMap<Box<str>, Arc<Mutex<Stream>>>,
+}
+
+impl History {
+    pub fn new(policy: HistoryPolicy) -> Self {
+        Self {
+            policy,
+            streams: DashMap::new(),
+        }
+    }
+
+    pub fn applies_to(&self, channel: &str) -> bool {
+        self.policy.applies_to(channel)
+    }
+
+    /// The channel's stream, started if there is none.
+    pub fn stream(&self, channel: &str) -> Arc<Mutex<Stream>> {
+        if let Some(s) = self.streams.get(channel) {
+            return Arc::clone(s.value());
+        }
+        Arc::clone(
+            self.streams
+                .entry(channel.into())
+                .or_insert_with(|| Arc::new(Mutex::new(Stream::new())))
+                .value(),
+        )
+    }
+
+    /// Drops streams unused for longer than the ttl (their events have expired anyway). A client
+    /// recovering from such a stream gets `epoch_changed`.
+    pub fn sweep(&self) {
+        let now = Instant::now();
+        let ttl = self.policy.ttl;
+        self.streams.retain(|_, s| {
+            let s = s.lock();
+            now.duration_since(s.last_used) <= ttl
+        });
+    }
+
+    pub fn len(&self) -> usize {
+        self.streams.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.streams.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(size: usize, ttl_ms: u64) -> HistoryPolicy {
+        HistoryPolicy {
+            size,
+            ttl: Duration::from_millis(ttl_ms),
+            channels: vec!["*".into()],
+        }
+    }
+
+    fn push(s: &mut Stream, p: &HistoryPolicy, n: u64) {
+        for i in 0..n {
+            s.append(p, |pos| Utf8Bytes::from(format!("{i}@{}", pos.offset)));
+        }
+    }
+
+    #[test]
+    fn recovers_exactly_what_was_missed() {
+        let p = policy(10, 60_000);
+        let mut s = Stream::new();
+        let start = s.top();
+        assert_eq!(start.offset, 0);
+        push(&mut s, &p, 3);
+        let got = s.since(&p, &start).unwrap();
+        assert_eq!(got, ["0@1", "1@2", "2@3"]);
+        let mid = StreamPosition {
+            epoch: start.epoch.clone(),
+            offset: 2,
+        };
+        assert_eq!(s.since(&p, &mid).unwrap(), ["2@3"]);
+        assert!(s.since(&p, &s.top()).unwrap().is_empty());
+    }
+
+    #[test]
+    fn fails_when_truncated_expired_or_other_epoch() {
+        let p = policy(2, 60_000);
+        let mut s = Stream::new();
+        let start = s.top();
+        push(&mut s, &p, 3);
+        assert_eq!(s.since(&p, &start), Err(RecoveryFailure::Expired));
+        let other = StreamPosition {
+            epoch: "other".into(),
+            offset: 1,
+        };
+        assert_eq!(s.since(&p, &other), Err(RecoveryFailure::EpochChanged));
+        let future = StreamPosition {
+            epoch: start.epoch.clone(),
+            offset: 99,
+        };
+        assert_eq!(s.since(&p, &future), Err(RecoveryFailure::EpochChanged));
+
+        let p = policy(10, 0);
+        let mut s = Stream::new();
+        let start = s.top();
+        push(&mut s, &p, 1);
+        std::thread::sleep(Duration::from_millis(5));
+        assert_eq!(s.since(&p, &start), Err(RecoveryFailure::Expired));
+    }
+
+    #[test]
+    fn policy_prefixes() {
+        let mut p = policy(10, 1000);
+        assert!(p.applies_to("anything"));
+        p.channels = vec!["private-chat.".into()];
+        assert!(p.applies_to("private-chat.1"));
+        assert!(!p.applies_to("presence-x"));
+        p.size = 0;
+        assert!(!p.applies_to("private-chat.1"));
+    }
+}

@@ -11,8 +11,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{OriginalUri, Path, State};
-use axum::http::{Method, StatusCode};
+use axum::extract::{
+    FromRequest, FromRequestParts, OriginalUri, Path, RawPathParams, Request, State,
+};
+use axum::http::{Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -54,19 +56,48 @@ pub fn routes() -> Router<Arc<ServerState>> {
         )
 }
 
-/// A checked request: the app and the decoded query parameters.
-struct Authorized {
+/// A request that passed [`authenticate`]: the app, the decoded query parameters and the body.
+/// Taking it as a handler argument is what makes an endpoint signed.
+struct Signed {
     app: Arc<App>,
     params: HashMap<String, String>,
+    body: Bytes,
+}
+
+impl FromRequest<Arc<ServerState>> for Signed {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &Arc<ServerState>) -> Result<Self, ApiError> {
+        let (mut parts, body) = req.into_parts();
+        let path_params = RawPathParams::from_request_parts(&mut parts, state)
+            .await
+            .map_err(|_| ApiError::NotFound)?;
+        let app_id = path_params
+            .iter()
+            .find(|(k, _)| *k == "app_id")
+            .map(|(_, v)| v.to_owned())
+            .ok_or(ApiError::NotFound)?;
+        let uri = parts
+            .extensions
+            .get::<OriginalUri>()
+            .map(|u| u.0.clone())
+            .unwrap_or_else(|| parts.uri.clone());
+        let method = parts.method.clone();
+        let body = Bytes::from_request(Request::from_parts(parts, body), state)
+            .await
+            .map_err(body_error)?;
+        let (app, params) = authenticate(state, &app_id, &method, &uri, &body)?;
+        Ok(Self { app, params, body })
+    }
 }
 
 fn authenticate(
     state: &ServerState,
     app_id: &str,
     method: &Method,
-    uri: &OriginalUri,
+    uri: &Uri,
     body: &[u8],
-) -> Result<Authorized, ApiError> {
+) -> Result<(Arc<App>, HashMap<String, String>), ApiError> {
     let app = state
         .apps
         .by_id(app_id)
@@ -115,19 +146,21 @@ fn authenticate(
     if !sign::verify_hex(&app.config.secret, &to_sign, signature) {
         return Err(unauthorized("invalid auth_signature"));
     }
-    Ok(Authorized {
-        app: Arc::clone(app),
-        params,
-    })
+    Ok((Arc::clone(app), params))
 }
 
-fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
-    body.map_err(|e| match e.status() {
+fn body_error(e: BytesRejection) -> ApiError {
+    match e.status() {
         StatusCode::PAYLOAD_TOO_LARGE => {
             ApiError::PayloadTooLarge("request body is over the server's limit".into())
         }
         _ => ApiError::BadRequest(e.body_text()),
-    })
+    }
+}
+
+/// A channel name from the path, checked.
+fn channel_param(name: &str) -> Result<ChannelKind, ApiError> {
+    validate_channel_name(name).map_err(|e| ApiError::BadRequest(format!("channel {name:?}: {e}")))
 }
 
 fn parse_json<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
@@ -315,17 +348,9 @@ async fn publish(
     Ok(infos)
 }
 
-async fn trigger(
-    State(state): AppState,
-    Path(app_id): Path<String>,
-    method: Method,
-    uri: OriginalUri,
-    body: Result<Bytes, BytesRejection>,
-) -> ApiResult {
-    let body = body_bytes(body)?;
-    let auth = authenticate(&state, &app_id, &method, &uri, &body)?;
-    let event = validate_event(&auth.app, parse_json(&body)?)?;
-    let infos = publish(&state, &auth.app, &event).await?;
+async fn trigger(State(state): AppState, req: Signed) -> ApiResult {
+    let event = validate_event(&req.app, parse_json(&req.body)?)?;
+    let infos = publish(&state, &req.app, &event).await?;
     Ok(if event.info.any() {
         Json(json!({ "channels": infos }))
     } else {
@@ -334,21 +359,13 @@ async fn trigger(
     .into_response())
 }
 
-async fn batch(
-    State(state): AppState,
-    Path(app_id): Path<String>,
-    method: Method,
-    uri: OriginalUri,
-    body: Result<Bytes, BytesRejection>,
-) -> ApiResult {
+async fn batch(State(state): AppState, req: Signed) -> ApiResult {
     #[derive(Deserialize)]
     struct Batch<'a> {
         #[serde(borrow)]
         batch: Vec<EventBody<'a>>,
     }
-    let body = body_bytes(body)?;
-    let auth = authenticate(&state, &app_id, &method, &uri, &body)?;
-    let batch: Batch = parse_json(&body)?;
+    let batch: Batch = parse_json(&req.body)?;
     if batch.batch.len() > MAX_BATCH_EVENTS {
         return Err(ApiError::BadRequest(format!(
             "a batch holds at most {MAX_BATCH_EVENTS} events"
@@ -358,19 +375,18 @@ async fn batch(
     let events = batch
         .batch
         .into_iter()
-        .map(|b| validate_event(&auth.app, b))
+        .map(|b| validate_event(&req.app, b))
         .collect::<Result<Vec<_>, _>>()?;
     let any_info = events.iter().any(|e| e.info.any());
     let mut results = Vec::with_capacity(events.len());
     for e in &events {
-        let infos = publish(&state, &auth.app, e).await?;
+        let infos = publish(&state, &req.app, e).await?;
         // Pusher answers one object per event: that event's channel attributes.
         results.push(
             infos
                 .into_iter()
                 .next()
-                .map(|(_, v)| v)
-                .unwrap_or_else(|| json!({})),
+                .map_or_else(|| json!({}), |(_, v)| v),
         );
     }
     Ok(if any_info {
@@ -381,19 +397,12 @@ async fn batch(
     .into_response())
 }
 
-async fn channels(
-    State(state): AppState,
-    Path(app_id): Path<String>,
-    method: Method,
-    uri: OriginalUri,
-) -> ApiResult {
-    let auth = authenticate(&state, &app_id, &method, &uri, &[])?;
-    let prefix = auth
+async fn channels(State(state): AppState, req: Signed) -> ApiResult {
+    let prefix = req
         .params
         .get("filter_by_prefix")
-        .map(String::as_str)
-        .unwrap_or("");
-    let info = InfoWanted::parse(auth.params.get("info").map(String::as_str));
+        .map_or("", String::as_str);
+    let info = InfoWanted::parse(req.params.get("info").map(String::as_str));
     if info.user_count && !prefix.starts_with("presence-") {
         return Err(ApiError::BadRequest(
             "info=user_count needs filter_by_prefix=presence-".into(),
@@ -401,7 +410,7 @@ async fn channels(
     }
     let list: Map<String, Value> = state
         .adapter
-        .channels(&auth.app, prefix)
+        .channels(&req.app, prefix)
         .await?
         .into_iter()
         .map(|(name, i)| (name, Value::Object(info.render(i))))
@@ -411,20 +420,17 @@ async fn channels(
 
 async fn channel(
     State(state): AppState,
-    Path((app_id, name)): Path<(String, String)>,
-    method: Method,
-    uri: OriginalUri,
+    Path((_, name)): Path<(String, String)>,
+    req: Signed,
 ) -> ApiResult {
-    let auth = authenticate(&state, &app_id, &method, &uri, &[])?;
-    let kind = validate_channel_name(&name)
-        .map_err(|e| ApiError::BadRequest(format!("channel {name:?}: {e}")))?;
-    let info = InfoWanted::parse(auth.params.get("info").map(String::as_str));
+    let kind = channel_param(&name)?;
+    let info = InfoWanted::parse(req.params.get("info").map(String::as_str));
     if info.user_count && kind != ChannelKind::Presence {
         return Err(ApiError::BadRequest(
             "info=user_count is only for presence channels".into(),
         ));
     }
-    let i = state.adapter.channel_info(&auth.app, &name).await?;
+    let i = state.adapter.channel_info(&req.app, &name).await?;
     let mut body = info.render(i);
     body.insert("occupied".into(), (i.subscription_count > 0).into());
     Ok(Json(Value::Object(body)).into_response())
@@ -432,21 +438,17 @@ async fn channel(
 
 async fn users(
     State(state): AppState,
-    Path((app_id, name)): Path<(String, String)>,
-    method: Method,
-    uri: OriginalUri,
+    Path((_, name)): Path<(String, String)>,
+    req: Signed,
 ) -> ApiResult {
-    let auth = authenticate(&state, &app_id, &method, &uri, &[])?;
-    let kind = validate_channel_name(&name)
-        .map_err(|e| ApiError::BadRequest(format!("channel {name:?}: {e}")))?;
-    if kind != ChannelKind::Presence {
+    if channel_param(&name)? != ChannelKind::Presence {
         return Err(ApiError::BadRequest(
             "users can only be listed for presence channels".into(),
         ));
     }
     let users: Vec<Value> = state
         .adapter
-        .user_ids(&auth.app, &name)
+        .user_ids(&req.app, &name)
         .await?
         .into_iter()
         .map(|id| json!({ "id": id }))
@@ -456,17 +458,13 @@ async fn users(
 
 async fn terminate(
     State(state): AppState,
-    Path((app_id, user_id)): Path<(String, String)>,
-    method: Method,
-    uri: OriginalUri,
-    body: Result<Bytes, BytesRejection>,
+    Path((_, user_id)): Path<(String, String)>,
+    req: Signed,
 ) -> ApiResult {
-    let body = body_bytes(body)?;
-    let auth = authenticate(&state, &app_id, &method, &uri, &body)?;
     if user_id.is_empty() {
         return Err(ApiError::BadRequest("user id is empty".into()));
     }
-    state.adapter.terminate_user(&auth.app, &user_id);
+    state.adapter.terminate_user(&req.app, &user_id);
     Ok(Json(json!({})).into_response())
 }
 
@@ -475,19 +473,16 @@ pub const MAX_HISTORY_LIMIT: usize = 1000;
 
 async fn history(
     State(state): AppState,
-    Path((app_id, name)): Path<(String, String)>,
-    method: Method,
-    uri: OriginalUri,
+    Path((_, name)): Path<(String, String)>,
+    req: Signed,
 ) -> ApiResult {
-    let auth = authenticate(&state, &app_id, &method, &uri, &[])?;
-    validate_channel_name(&name)
-        .map_err(|e| ApiError::BadRequest(format!("channel {name:?}: {e}")))?;
-    if !auth.app.history.applies_to(&name) {
+    channel_param(&name)?;
+    if !req.app.history.applies_to(&name) {
         return Err(ApiError::BadRequest(format!(
             "channel {name:?} keeps no history (see history_size and history_channels)"
         )));
     }
-    let limit = match auth.params.get("limit") {
+    let limit = match req.params.get("limit") {
         Some(l) => l
             .parse::<usize>()
             .ok()
@@ -497,7 +492,7 @@ async fn history(
             })?,
         None => 100,
     };
-    let page = state.adapter.history(&auth.app, &name, limit).await?;
+    let page = state.adapter.history(&req.app, &name, limit).await?;
     let events: Vec<&RawValue> = page
         .events
         .iter()

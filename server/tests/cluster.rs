@@ -124,14 +124,7 @@ async fn presence_and_channel_queries_are_cluster_wide() {
     plain.subscribe("news").await;
     for node in [&a, &b] {
         let (_, users) = node.api().get("/channels/presence-room/users", &[]).await;
-        let mut ids: Vec<&str> = users["users"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|u| u["id"].as_str().unwrap())
-            .collect();
-        ids.sort();
-        assert_eq!(ids, ["1", "2"]);
+        assert_eq!(sorted_ids(&users), ["1", "2"]);
         let (_, info) = node
             .api()
             .get(
@@ -243,14 +236,7 @@ async fn a_killed_node_leaves_no_ghost() {
     );
     watcher.expect_silence(Duration::from_millis(500)).await;
     let (_, users) = a.api().get("/channels/presence-lobby/users", &[]).await;
-    let mut ids: Vec<&str> = users["users"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|u| u["id"].as_str().unwrap())
-        .collect();
-    ids.sort();
-    assert_eq!(ids, ["1", "5"]);
+    assert_eq!(sorted_ids(&users), ["1", "5"]);
     let (_, info) = a
         .api()
         .get(

@@ -123,6 +123,16 @@ pub struct HistoryPage {
     pub events: Vec<Utf8Bytes>,
 }
 
+impl HistoryPage {
+    /// The page of a channel that keeps no history.
+    pub fn none() -> Self {
+        Self {
+            position: None,
+            events: Vec::new(),
+        }
+    }
+}
+
 impl App {
     /// Delivers to this node's subscribers and counts it.
     pub fn deliver_local(&self, channel: &str, frame: &Utf8Bytes, except: Option<&str>) -> usize {
@@ -200,10 +210,7 @@ impl App {
     /// This node's history page of a channel.
     pub fn history_local(&self, channel: &str, limit: usize) -> HistoryPage {
         if !self.history.applies_to(channel) {
-            return HistoryPage {
-                position: None,
-                events: Vec::new(),
-            };
+            return HistoryPage::none();
         }
         let stream = self.history.stream(channel);
         let mut stream = stream.lock();

@@ -1004,10 +1004,7 @@ impl Adapter for RedisAdapter {
         let channel = channel.to_owned();
         Box::pin(async move {
             if !app.history.applies_to(&channel) {
-                return Ok(HistoryPage {
-                    position: None,
-                    events: Vec::new(),
-                });
+                return Ok(HistoryPage::none());
             }
             let (top, _, events) = inner.read_history(&app, &channel, None, limit).await?;
             Ok(HistoryPage {

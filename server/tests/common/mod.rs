@@ -424,3 +424,15 @@ impl Api {
             .expect("http")
     }
 }
+
+/// The sorted user ids of a `/channels/{name}/users` answer.
+pub fn sorted_ids(users: &Value) -> Vec<String> {
+    let mut ids: Vec<String> = users["users"]
+        .as_array()
+        .expect("users array")
+        .iter()
+        .map(|u| u["id"].as_str().expect("string id").to_owned())
+        .collect();
+    ids.sort();
+    ids
+}

@@ -238,3 +238,34 @@ async fn resubscribing_is_idempotent() {
         .await;
     assert_eq!(info["subscription_count"], 1);
 }
+
+#[tokio::test]
+async fn apps_are_isolated_from_each_other() {
+    let server = TestServer::start_with(|c| {
+        let mut other = chorus_server::AppConfig::development();
+        other.id = "other-id".into();
+        other.key = "other-key".into();
+        other.secret = "other-secret".into();
+        c.apps.push(other);
+    })
+    .await;
+    let mut mine = server.connect().await;
+    mine.subscribe("shared-name").await;
+    let mut theirs = Client::connect(&server.ws_url("other-key", "protocol=7")).await;
+    theirs.subscribe("shared-name").await;
+
+    server.api().trigger("shared-name", "for-app-id", "1").await;
+    mine.expect_event("for-app-id").await;
+    theirs.expect_silence(Duration::from_millis(300)).await;
+
+    let other_api = Api::new(server.addr, "other-id", "other-key", "other-secret");
+    other_api.trigger("shared-name", "for-other", "2").await;
+    theirs.expect_event("for-other").await;
+    mine.expect_silence(Duration::from_millis(300)).await;
+
+    // One app's credentials do not open another app's API.
+    let crossed = Api::new(server.addr, "other-id", KEY, SECRET);
+    assert_eq!(crossed.trigger("shared-name", "x", "3").await.0, 401);
+    let (_, list) = other_api.get("/channels", &[]).await;
+    assert_eq!(list, json!({"channels":{"shared-name":{}}}));
+}

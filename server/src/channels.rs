@@ -15,6 +15,7 @@ use chorus_protocol::frame::{Recovery, StreamPosition};
 use chorus_protocol::{events, ChannelKind};
 use dashmap::DashMap;
 use parking_lot::{Mutex, RwLock};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::outbound::{ConnHandle, KillReason};
 use crate::presence::{member_added_data, member_removed_data, Members, PresenceMember};
@@ -24,9 +25,23 @@ struct Subscriber {
     conn: ConnHandle,
     /// Presence channels: the user this connection joined as.
     user_id: Option<String>,
-    /// Set while a cluster adapter fetches the member list: events wait here so that none reaches
-    /// the client before its `subscription_succeeded`.
-    pending: Option<Mutex<Vec<Utf8Bytes>>>,
+    /// Only for subscriptions a cluster adapter completes (see [`Gate`]); `None` is the fast path.
+    gate: Option<Box<GateCell>>,
+}
+
+/// A deferred subscription's filter. While a cluster adapter fetches members and history, events
+/// wait (`Pending`) so none reaches the client before `subscription_succeeded`. After it, events
+/// at or before the position the client was brought to (`After`) are dropped: the bus may still
+/// deliver events that the replay already contained. The first newer event opens the gate.
+enum Gate {
+    Pending(Vec<Utf8Bytes>),
+    After(StreamPosition),
+    Open,
+}
+
+struct GateCell {
+    open: AtomicBool,
+    gate: Mutex<Gate>,
 }
 
 /// Events held for one pending subscriber before it counts as a slow consumer.
@@ -34,17 +49,33 @@ const MAX_PENDING: usize = 1024;
 
 impl Subscriber {
     fn send(&self, frame: &Utf8Bytes) -> bool {
-        match &self.pending {
-            None => self.conn.send(frame),
-            Some(buf) => {
-                let mut buf = buf.lock();
-                if buf.len() >= MAX_PENDING {
+        let Some(cell) = self
+            .gate
+            .as_deref()
+            .filter(|c| !c.open.load(Ordering::Acquire))
+        else {
+            return self.conn.send(frame);
+        };
+        let mut gate = cell.gate.lock();
+        match &mut *gate {
+            Gate::Pending(held) => {
+                if held.len() >= MAX_PENDING {
                     self.conn.kill(KillReason::SlowConsumer);
                     return false;
                 }
-                buf.push(frame.clone());
+                held.push(frame.clone());
                 true
             }
+            Gate::After(through) => match position_of(frame) {
+                Some(p) if p.epoch == through.epoch && p.offset <= through.offset => true,
+                Some(_) => {
+                    *gate = Gate::Open;
+                    cell.open.store(true, Ordering::Release);
+                    self.conn.send(frame)
+                }
+                None => self.conn.send(frame),
+            },
+            Gate::Open => self.conn.send(frame),
         }
     }
 }
@@ -187,7 +218,11 @@ impl Channels {
         let channel = entry.value();
         let mut state = channel.state.write();
         if let Some(existing) = state.subscribers.get(conn.socket_id()) {
-            if existing.pending.is_none() {
+            let pending = existing
+                .gate
+                .as_ref()
+                .is_some_and(|c| matches!(*c.gate.lock(), Gate::Pending(_)));
+            if !pending {
                 conn.send(&succeeded_frame(
                     name,
                     member.map(|_| &state.members),
@@ -203,7 +238,12 @@ impl Channels {
             Subscriber {
                 conn: conn.clone(),
                 user_id: member.map(|m| m.user_id.clone()),
-                pending: deferred.then(|| Mutex::new(Vec::new())),
+                gate: deferred.then(|| {
+                    Box::new(GateCell {
+                        open: AtomicBool::new(false),
+                        gate: Mutex::new(Gate::Pending(Vec::new())),
+                    })
+                }),
             },
         );
         if !deferred {
@@ -225,8 +265,8 @@ impl Channels {
     }
 
     /// Ends a deferred subscription: sends `succeeded`, then `replay` (recovered history), then the
-    /// events held meanwhile, skipping held events at or before `through` (already in `replay`
-    /// or older than the subscription).
+    /// events held meanwhile; from then on, events at or before `through` (already in `replay`, or
+    /// older than the subscription) are dropped until a newer one arrives.
     pub fn activate(
         &self,
         name: &str,
@@ -238,22 +278,32 @@ impl Channels {
         let Some(channel) = self.map.get(name).map(|c| Arc::clone(c.value())) else {
             return;
         };
-        let mut state = channel.state.write();
-        if let Some(sub) = state.subscribers.get_mut(socket_id) {
-            if let Some(held) = sub.pending.take() {
-                sub.conn.send(succeeded);
-                for frame in replay {
-                    sub.conn.send(frame);
-                }
-                for frame in held.into_inner() {
-                    if !through.is_some_and(|t| {
-                        position_of(&frame)
-                            .is_some_and(|p| p.epoch == t.epoch && p.offset <= t.offset)
-                    }) {
-                        sub.conn.send(&frame);
-                    }
-                }
-            }
+        let state = channel.state.write();
+        let Some(sub) = state.subscribers.get(socket_id) else {
+            return;
+        };
+        let Some(cell) = sub.gate.as_deref() else {
+            return;
+        };
+        let held = {
+            let mut gate = cell.gate.lock();
+            let Gate::Pending(held) = &mut *gate else {
+                return;
+            };
+            let held = std::mem::take(held);
+            *gate = match through {
+                Some(p) => Gate::After(p.clone()),
+                None => Gate::Open,
+            };
+            cell.open.store(through.is_none(), Ordering::Release);
+            held
+        };
+        sub.conn.send(succeeded);
+        for frame in replay {
+            sub.conn.send(frame);
+        }
+        for frame in &held {
+            sub.send(frame);
         }
     }
 

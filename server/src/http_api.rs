@@ -20,6 +20,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use chorus_protocol::channel::validate_channel_name;
 use chorus_protocol::{is_valid_socket_id, sign, ChannelKind};
+use futures_util::future::{join_all, BoxFuture};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
@@ -326,21 +327,36 @@ fn validate_event<'a>(app: &App, body: EventBody<'a>) -> Result<Event<'a>, ApiEr
     })
 }
 
-/// Encodes once per channel and hands the bytes to the adapter; returns requested channel info.
-async fn publish(
+/// Hands the event to the adapter once per channel (encoded once per channel there); the futures
+/// resolve when the cluster has it, so the HTTP answer comes after that.
+fn queue_event(
+    state: &ServerState,
+    app: &Arc<App>,
+    event: &Event<'_>,
+) -> Vec<BoxFuture<'static, ()>> {
+    event
+        .channels
+        .iter()
+        .map(|channel| {
+            let publish = Publish {
+                event: &event.name,
+                data: event.data.raw(),
+                except: event.socket_id.as_deref(),
+            };
+            state.adapter.publish(app, channel, &publish)
+        })
+        .collect()
+}
+
+/// The requested `info` of each of the event's channels.
+async fn channel_infos(
     state: &ServerState,
     app: &Arc<App>,
     event: &Event<'_>,
 ) -> Result<Map<String, Value>, ApiError> {
     let mut infos = Map::new();
-    for channel in &event.channels {
-        let publish = Publish {
-            event: &event.name,
-            data: event.data.raw(),
-            except: event.socket_id.as_deref(),
-        };
-        state.adapter.publish(app, channel, &publish);
-        if event.info.any() {
+    if event.info.any() {
+        for channel in &event.channels {
             let info = state.adapter.channel_info(app, channel).await?;
             infos.insert(channel.clone(), Value::Object(event.info.render(info)));
         }
@@ -350,7 +366,8 @@ async fn publish(
 
 async fn trigger(State(state): AppState, req: Signed) -> ApiResult {
     let event = validate_event(&req.app, parse_json(&req.body)?)?;
-    let infos = publish(&state, &req.app, &event).await?;
+    join_all(queue_event(&state, &req.app, &event)).await;
+    let infos = channel_infos(&state, &req.app, &event).await?;
     Ok(if event.info.any() {
         Json(json!({ "channels": infos }))
     } else {
@@ -378,9 +395,14 @@ async fn batch(State(state): AppState, req: Signed) -> ApiResult {
         .map(|b| validate_event(&req.app, b))
         .collect::<Result<Vec<_>, _>>()?;
     let any_info = events.iter().any(|e| e.info.any());
+    let sent: Vec<_> = events
+        .iter()
+        .flat_map(|e| queue_event(&state, &req.app, e))
+        .collect();
+    join_all(sent).await;
     let mut results = Vec::with_capacity(events.len());
     for e in &events {
-        let infos = publish(&state, &req.app, e).await?;
+        let infos = channel_infos(&state, &req.app, e).await?;
         // Pusher answers one object per event: that event's channel attributes.
         results.push(
             infos

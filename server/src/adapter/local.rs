@@ -22,8 +22,14 @@ impl Adapter for LocalAdapter {
         app.deliver_local(channel, frame, except);
     }
 
-    fn publish(&self, app: &Arc<App>, channel: &str, event: &Publish<'_>) {
+    fn publish(
+        &self,
+        app: &Arc<App>,
+        channel: &str,
+        event: &Publish<'_>,
+    ) -> BoxFuture<'static, ()> {
         app.publish_local(channel, event);
+        Box::pin(ready(()))
     }
 
     fn history(

@@ -46,7 +46,10 @@ pub trait Adapter: Send + Sync + 'static {
 
     /// Publishes a server event (HTTP API) on `channel`: encoded once, with its history position
     /// where the channel keeps history, and delivered like [`Adapter::broadcast`].
-    fn publish(&self, app: &Arc<App>, channel: &str, event: &Publish<'_>);
+    /// The returned future resolves once the cluster has the event (so that a caller publishing
+    /// next through another node cannot overtake it); the event is queued before it returns.
+    fn publish(&self, app: &Arc<App>, channel: &str, event: &Publish<'_>)
+        -> BoxFuture<'static, ()>;
 
     /// The channel's recent history, oldest first.
     fn history(

@@ -32,7 +32,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::Script;
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use super::{Adapter, AdapterError, Health, HistoryPage, Publish};
 use crate::app::{App, Apps};
@@ -324,6 +324,8 @@ enum Op {
     },
     /// Rewrite this node's state from local state (after Redis lost it).
     Resync,
+    /// Fired once every write queued before it has been sent (or has failed).
+    Ack(oneshot::Sender<()>),
 }
 
 struct Inner {
@@ -413,7 +415,20 @@ impl Inner {
     }
 
     /// Publishes a server event; on channels with history Redis positions it (see PUBLISH_HISTORY).
-    fn publish(&self, app: &Arc<App>, channel: &str, event: &Publish<'_>) {
+    /// The receiver fires once Redis has it, so that an HTTP API caller that goes on to publish
+    /// through another node cannot overtake it.
+    fn publish(
+        &self,
+        app: &Arc<App>,
+        channel: &str,
+        event: &Publish<'_>,
+    ) -> Option<oneshot::Receiver<()>> {
+        self.queue_publish(app, channel, event);
+        let (done, wait) = oneshot::channel();
+        self.enqueue(Op::Ack(done)).ok().map(|()| wait)
+    }
+
+    fn queue_publish(&self, app: &Arc<App>, channel: &str, event: &Publish<'_>) {
         let frame = wire::encode(event.event, Some(channel), event.data, None);
         if !app.history.applies_to(channel) {
             self.broadcast(app, channel, &frame, event.except);
@@ -708,6 +723,7 @@ async fn write_loop(inner: Arc<Inner>, mut rx: mpsc::Receiver<Op>) {
         let mut resync = false;
         // History events of this batch, delivered locally (without position) if Redis fails.
         let mut fallback = Vec::new();
+        let mut acks = Vec::new();
         for op in batch.drain(..) {
             match op {
                 Op::Publish(msg) => {
@@ -760,6 +776,7 @@ async fn write_loop(inner: Arc<Inner>, mut rx: mpsc::Receiver<Op>) {
                     fallback.push((app, channel, frame_prefix, except));
                 }
                 Op::Resync => resync = true,
+                Op::Ack(done) => acks.push(done),
             }
         }
         let mut conn = inner.conn.clone();
@@ -777,6 +794,9 @@ async fn write_loop(inner: Arc<Inner>, mut rx: mpsc::Receiver<Op>) {
                 frame.push('}');
                 app.deliver_local(&channel, &Utf8Bytes::from(frame), except.as_deref());
             }
+        }
+        for done in acks.drain(..) {
+            let _ = done.send(());
         }
         if resync {
             if let Err(e) = inner.resync().await {
@@ -989,8 +1009,18 @@ impl Adapter for RedisAdapter {
         })
     }
 
-    fn publish(&self, app: &Arc<App>, channel: &str, event: &Publish<'_>) {
-        self.inner.publish(app, channel, event);
+    fn publish(
+        &self,
+        app: &Arc<App>,
+        channel: &str,
+        event: &Publish<'_>,
+    ) -> BoxFuture<'static, ()> {
+        let sent = self.inner.publish(app, channel, event);
+        Box::pin(async move {
+            if let Some(sent) = sent {
+                let _ = tokio::time::timeout(OP_TIMEOUT, sent).await;
+            }
+        })
     }
 
     fn history(

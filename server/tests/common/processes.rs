@@ -141,6 +141,8 @@ id = "{APP_ID}"
 key = "{KEY}"
 secret = "{SECRET}"
 history_size = 1000
+# Only "news" keeps history, so other channels exercise the plain publish path.
+history_channels = ["news"]
 "#
             ),
         )

@@ -3,6 +3,7 @@
 #   1. Rust: cargo fmt --check, clippy -D warnings, unit + integration tests (real listener, real clients,
 #      several chorus processes on a real redis-server)
 #   2. JS: the real pusher-js, laravel-echo and pusher npm packages against the built chorus binary
+#   3. SDK: the wasm toolchain, then the browser SDK built and tested in Node and headless Chromium
 # Called by .ci/run. Each stage is bounded in time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,5 +23,13 @@ log "js: pusher-js, laravel-echo and pusher SDK against chorus"
 timeout 300 cargo build --locked -p chorus-server
 export CHORUS_BIN="$PWD/target/debug/chorus"
 (cd tests/js && timeout 300 npm ci --no-audit --no-fund --loglevel=error && timeout 600 npm test)
+
+log "sdk: wasm toolchain (skips what is installed)"
+timeout 1800 bash scripts/install-wasm-toolchain.sh
+export PATH="$HOME/.cargo/bin:$PATH"
+timeout 600 cargo clippy --locked -p chorus-sdk --target wasm32-unknown-unknown -- -D warnings
+
+log "sdk: build, then Node and headless Chromium tests against chorus"
+timeout 900 bash tests/sdk/run.sh
 
 log "all tests passed"

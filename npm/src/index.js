@@ -1,0 +1,349 @@
+// Chorus browser SDK: the typed ESM face of the WebAssembly engine (sdk-wasm/, Rust).
+//
+// The engine owns the socket, the connection state machine (backoff with jitter, close codes,
+// heartbeat, online/offline), subscriptions, authorization and presence members. This file keeps
+// what is cheaper in JS: the app's listeners, Echo's event naming, each channel's history position
+// (recovery of missed events after a reconnect) and the calls made before the wasm has loaded
+// (they are queued, so `new Chorus(...)` can be used synchronously).
+import wasmInit, { initSync, Client } from '../dist/chorus_sdk.js';
+
+const VERSION = '0.1.0';
+const NOTIFICATION = '.Illuminate\\Notifications\\Events\\BroadcastNotificationCreated';
+
+let ready; // Promise of the wasm instance
+let loaded = false;
+
+/**
+ * Loads the wasm engine. Optional: `new Chorus()` calls it. `input` may be a URL of
+ * `chorus_sdk_bg.wasm`, a `Response`, bytes or a `WebAssembly.Module` (bytes and modules load
+ * synchronously).
+ */
+export function init(input) {
+  if (!ready) {
+    if (input && (input instanceof ArrayBuffer || ArrayBuffer.isView(input) || input instanceof WebAssembly.Module)) {
+      initSync({ module: input });
+      loaded = true;
+      ready = Promise.resolve();
+    } else {
+      ready = wasmInit(input ? { module_or_path: input } : undefined).then(() => {
+        loaded = true;
+      });
+    }
+  }
+  return ready;
+}
+
+/** Echo's EventFormatter: leading `.` or `\` = verbatim, else `namespace.event` with `.` -> `\`. */
+function format(event, namespace) {
+  if (event[0] === '.' || event[0] === '\\') return event.slice(1);
+  return (namespace ? namespace + '.' + event : event).replace(/\./g, '\\');
+}
+
+/** A small event emitter: `on`/`off` (and pusher-js's `bind`/`unbind`). */
+class Emitter {
+  constructor() {
+    this._l = new Map();
+  }
+  on(event, cb) {
+    let set = this._l.get(event);
+    if (!set) this._l.set(event, (set = new Set()));
+    set.add(cb);
+    return this;
+  }
+  off(event, cb) {
+    if (event === undefined) this._l.clear();
+    else if (cb === undefined) this._l.delete(event);
+    else this._l.get(event)?.delete(cb);
+    return this;
+  }
+  bind(event, cb) {
+    return this.on(event, cb);
+  }
+  unbind(event, cb) {
+    return this.off(event, cb);
+  }
+  _fire(event, ...args) {
+    const set = this._l.get(event);
+    if (!set) return;
+    for (const cb of [...set]) {
+      try {
+        cb(...args);
+      } catch (e) {
+        // An app callback must not break the engine's event delivery: report it asynchronously.
+        queueMicrotask(() => {
+          throw e;
+        });
+      }
+    }
+  }
+}
+
+/** `chorus.connection`: the state (`initialized`, `connecting`, `connected`, `unavailable`,
+ * `disconnected`, `failed`) and its events (`state_change`, each state's name, `error`,
+ * `connecting_in`, `signin_success`). */
+class Connection extends Emitter {
+  constructor() {
+    super();
+    this.state = 'initialized';
+    this.socket_id = undefined;
+  }
+}
+
+/** A public channel (`chorus.channel(name)`). */
+export class Channel extends Emitter {
+  constructor(chorus, name) {
+    super();
+    this.chorus = chorus;
+    this.name = name;
+    this._all = new Set();
+    chorus._call((c) => c.subscribe(name));
+  }
+  /** Listens for `event` (Echo naming: `.Name` verbatim, else `App.Events.Name` -> `App\Events\Name`). */
+  listen(event, cb) {
+    return this.on(format(event, this.chorus._ns), cb);
+  }
+  /** Listens for every event of the channel: `cb(eventName, data)` (Echo's name form). */
+  listenToAll(cb) {
+    this._all.add(cb);
+    return this;
+  }
+  stopListening(event, cb) {
+    return this.off(format(event, this.chorus._ns), cb);
+  }
+  stopListeningToAll(cb) {
+    if (cb) this._all.delete(cb);
+    else this._all.clear();
+    return this;
+  }
+  /** Called after each successful subscription (again after every reconnect) with
+   * `{ recovered }`: true when a resubscription got every event missed meanwhile. */
+  subscribed(cb) {
+    return this.on('pusher:subscription_succeeded', () => cb({ recovered: !!this._rec?.recovered }));
+  }
+  /** After a reconnect, the missed events were recovered: `{ recovered: true, replayed }` (they
+   * follow, in order, to the `listen` callbacks). */
+  recovered(cb) {
+    return this.on('chorus:recovered', cb);
+  }
+  /** After a reconnect, the missed events could not be recovered (`{ recovered: false, replayed: 0,
+   * reason }`, reason `expired`, `epoch_changed` or `unavailable`): refetch what the channel shows. */
+  recoveryFailed(cb) {
+    return this.on('chorus:recovery_failed', cb);
+  }
+  /** Called when subscribing fails, e.g. the auth endpoint refused: `{ type, error, status }`. */
+  error(cb) {
+    return this.on('pusher:subscription_error', cb);
+  }
+  /** Laravel notifications (`BroadcastNotificationCreated`). */
+  notification(cb) {
+    return this.listen(NOTIFICATION, cb);
+  }
+  _dispatch(event, data, meta, frame) {
+    // Chorus history: `position` is the newest `{ epoch, offset }` seen, sent back as `recover`
+    // when the engine resubscribes after a reconnect.
+    const p = frame?.position;
+    const h = this.position;
+    if (event === 'pusher:subscription_succeeded') {
+      const r = (this._rec = frame?.recovery);
+      // Recovered: the replayed events follow with their own positions. Otherwise the server's
+      // current position (none: the channel keeps no history now).
+      if (!r?.recovered) this.position = p;
+      this._fire(event, data, meta);
+      if (r) this._fire(r.recovered ? 'chorus:recovered' : 'chorus:recovery_failed', r);
+      return;
+    }
+    if (p) {
+      // At or before the held position: already delivered, never twice.
+      if (h?.epoch === p.epoch && p.offset <= h.offset) return;
+      this.position = p;
+    }
+    this._fire(event, data, meta);
+    if (this._all.size && !event.startsWith('pusher:')) {
+      const ns = (this.chorus._ns || '').replace(/\./g, '\\');
+      const name = ns && event.startsWith(ns) ? event.slice(ns.length + 1) : '.' + event;
+      for (const cb of [...this._all]) {
+        try {
+          cb(name, data);
+        } catch (e) {
+          queueMicrotask(() => {
+            throw e;
+          });
+        }
+      }
+    }
+  }
+}
+
+/** A private channel (`chorus.private(name)` subscribes to `private-name`). */
+export class PrivateChannel extends Channel {
+  /** Sends `client-event` to the other subscribers; false when not subscribed (yet). */
+  whisper(event, data) {
+    return !!this.chorus._client?.trigger(this.name, 'client-' + event, data);
+  }
+  listenForWhisper(event, cb) {
+    return this.listen('.client-' + event, cb);
+  }
+  stopListeningForWhisper(event, cb) {
+    return this.stopListening('.client-' + event, cb);
+  }
+}
+
+/** A presence channel (`chorus.join(name)` subscribes to `presence-name`). */
+export class PresenceChannel extends PrivateChannel {
+  /** Members' `user_info` when subscribed (again after every reconnect). */
+  here(cb) {
+    return this.on('pusher:subscription_succeeded', (members) => cb(members.map(info)));
+  }
+  joining(cb) {
+    return this.on('pusher:member_added', (m) => cb(info(m)));
+  }
+  leaving(cb) {
+    return this.on('pusher:member_removed', (m) => cb(info(m)));
+  }
+  /** Current members as `{ id, info }`. */
+  members() {
+    return this.chorus._client ? this.chorus._client.members(this.name) : [];
+  }
+}
+
+const info = (m) => m.info ?? { id: m.id };
+
+/** The client: `new Chorus({ key, wsHost, wsPort, ... })` connects by itself. */
+export class Chorus {
+  constructor(options) {
+    const o = (this.options = { ...options });
+    this.connection = new Connection();
+    this.user = new Emitter(); // events sent to the signed-in user (`sendToUser`)
+    this._ns = o.namespace === undefined ? 'App.Events' : o.namespace;
+    this._channels = new Map();
+    this._queue = [];
+    this._client = null;
+    const loc = globalThis.location;
+    const tls = o.forceTLS ?? loc?.protocol === 'https:';
+    const host = o.wsHost ?? loc?.hostname ?? '127.0.0.1';
+    const port = tls ? (o.wssPort ?? o.wsPort ?? 443) : (o.wsPort ?? 80);
+    const headers = {
+      ...(o.csrfToken && { 'X-CSRF-TOKEN': o.csrfToken }),
+      ...(o.bearerToken && { Authorization: 'Bearer ' + o.bearerToken }),
+    };
+    this._opts = {
+      url:
+        (tls ? 'wss://' : 'ws://') + host + ':' + port + '/app/' + encodeURIComponent(o.key) +
+        '?protocol=7&client=chorus-js&version=' + VERSION + '&flash=false',
+      authEndpoint: o.authEndpoint ?? '/broadcasting/auth',
+      authHeaders: { ...headers, ...o.auth?.headers },
+      userEndpoint: o.userAuthentication?.endpoint ?? '/broadcasting/user-auth',
+      userHeaders: { ...headers, ...o.userAuthentication?.headers },
+      activityTimeout: o.activityTimeout,
+      pongTimeout: o.pongTimeout,
+      connectTimeout: o.connectTimeout,
+      unavailableTimeout: o.unavailableTimeout,
+      reconnectBaseDelay: o.reconnectBaseDelay,
+      maxReconnectDelay: o.maxReconnectDelay,
+    };
+    const start = () => {
+      this._client = new Client(this._opts, {
+        emit: (ch, ev, data, extra, frame) => this._emit(ch, ev, data, extra, frame),
+        position: (ch) => this._channels.get(ch)?.position,
+        post: (url, headers, body, tag) =>
+          this._post(url, headers, body).then((answer) => this._client.answer(tag, answer)),
+      });
+      for (const f of this._queue.splice(0)) f(this._client);
+    };
+    this.connect();
+    // Start after the current task even when the wasm is already there, so that listeners added
+    // right after construction (`chorus.connection.on(...)`) see every state change.
+    if (loaded) queueMicrotask(start);
+    else
+      init(o.wasm).then(start, (e) => {
+        this.connection.state = 'failed';
+        this.connection._fire('state_change', { previous: 'initialized', current: 'failed' });
+        this.connection._fire('error', { type: 'WasmError', error: e });
+      });
+  }
+
+  _call(f) {
+    if (this._client) f(this._client);
+    else this._queue.push(f);
+  }
+
+  /** POSTs to an auth endpoint like pusher-js; resolves to the JSON answer or the HTTP status. */
+  _post(url, headers, body) {
+    const f = this.options.fetch ?? globalThis.fetch;
+    return f(url, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/x-www-form-urlencoded', Accept: 'application/json', ...headers },
+      body,
+      credentials: 'same-origin',
+    })
+      .then((r) => (r.ok ? r.json() : r.status))
+      .catch(() => 0);
+  }
+
+  _emit(channel, event, data, extra, frame) {
+    if (channel === undefined || channel === null) {
+      const conn = this.connection;
+      if (event === 'state_change') {
+        conn.state = extra;
+        if (extra !== 'connected') conn.socket_id = undefined;
+        conn._fire('state_change', { previous: data, current: extra });
+        conn._fire(extra);
+      } else {
+        if (event === 'connected') conn.socket_id = data;
+        if (event !== 'connected') conn._fire(event, data);
+      }
+      return;
+    }
+    if (channel.startsWith('#server-to-user-')) {
+      if (!event.startsWith('pusher')) this.user._fire(event, data);
+      return;
+    }
+    this._channels.get(channel)?._dispatch(event, data, extra, frame);
+  }
+
+  _get(name, Kind) {
+    let ch = this._channels.get(name);
+    if (!ch) this._channels.set(name, (ch = new Kind(this, name)));
+    return ch;
+  }
+
+  /** A public channel. */
+  channel(name) {
+    return this._get(name, Channel);
+  }
+  /** The private channel `private-{name}`. */
+  private(name) {
+    return this._get('private-' + name, PrivateChannel);
+  }
+  /** The presence channel `presence-{name}`. */
+  join(name) {
+    return this._get('presence-' + name, PresenceChannel);
+  }
+  /** Leaves `name`, `private-name`, `private-encrypted-name` and `presence-name`. */
+  leave(name) {
+    for (const n of [name, 'private-' + name, 'private-encrypted-' + name, 'presence-' + name]) this.leaveChannel(n);
+  }
+  /** Leaves the channel with exactly this name. */
+  leaveChannel(name) {
+    if (this._channels.delete(name)) this._call((c) => c.unsubscribe(name));
+  }
+  leaveAllChannels() {
+    for (const name of [...this._channels.keys()]) this.leaveChannel(name);
+  }
+  /** The socket id while connected (send it as `X-Socket-ID` for Laravel's `toOthers()`). */
+  socketId() {
+    return this._client?.socketId() ?? undefined;
+  }
+  /** Signs the user in through `userAuthentication.endpoint` (again after every reconnect). */
+  signin() {
+    this._call((c) => c.signin());
+  }
+  connect() {
+    this._call((c) => c.connect());
+  }
+  disconnect() {
+    this._call((c) => c.disconnect());
+  }
+}
+
+export default Chorus;

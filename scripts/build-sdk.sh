@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Builds the browser SDK: sdk-wasm/ (Rust) -> wasm-pack (release, profile wasm-release) -> wasm-opt -Oz
+# -> npm/dist/, then prints what a page downloads (raw and gzip bytes).
+# Needs scripts/install-wasm-toolchain.sh to have run.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export PATH="$ROOT/sdk-wasm/.tools/node_modules/.bin:$HOME/.cargo/bin:$PATH"
+cd "$ROOT"
+
+# The normal route is rustup's wasm32 target; the fallback installer registers `debian-wasm`.
+if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown &&
+  rustup toolchain list 2>/dev/null | grep -q '^debian-wasm'; then
+  export RUSTUP_TOOLCHAIN=debian-wasm
+fi
+
+command -v wasm-opt >/dev/null || { echo "wasm-opt missing: run scripts/install-wasm-toolchain.sh" >&2; exit 1; }
+
+# --no-opt: wasm-opt runs below with the npm binaryen (wasm-pack would try to download one).
+# --no-pack/--no-gitignore: npm/ has its own package.json; no `*` .gitignore that would empty `npm pack`.
+wasm-pack --log-level warn build sdk-wasm --target web --profile wasm-release \
+  --out-dir pkg --out-name chorus_sdk --no-opt --no-pack --no-gitignore
+
+mkdir -p npm/dist
+rm -f npm/dist/*
+wasm-opt -Oz --converge --zero-filled-memory --strip-debug --strip-producers --strip-target-features \
+  --enable-bulk-memory --enable-bulk-memory-opt --enable-nontrapping-float-to-int --enable-sign-ext \
+  --enable-mutable-globals --enable-reference-types --enable-multivalue \
+  sdk-wasm/pkg/chorus_sdk_bg.wasm -o npm/dist/chorus_sdk_bg.wasm
+cp sdk-wasm/pkg/chorus_sdk.js npm/dist/chorus_sdk.js
+# One minified ESM file: the wrapper (npm/src/index.js) with the wasm-bindgen glue. The wasm is found
+# next to it through `new URL('chorus_sdk_bg.wasm', import.meta.url)`.
+esbuild npm/src/index.js --bundle --format=esm --minify --target=es2020 --log-level=warning \
+  --legal-comments=none --outfile=npm/dist/chorus.js
+rm npm/dist/chorus_sdk.js
+
+size() { wc -c <"$1" | tr -d ' '; }
+gz() { gzip -9 -c "$1" | wc -c | tr -d ' '; }
+total_raw=0
+total_gz=0
+echo "what a page downloads (bytes; gzip -9):"
+printf '  %-28s %8s %8s\n' file raw gzip
+for f in npm/dist/chorus_sdk_bg.wasm npm/dist/chorus.js; do
+  r=$(size "$f")
+  g=$(gz "$f")
+  total_raw=$((total_raw + r))
+  total_gz=$((total_gz + g))
+  printf '  %-28s %8d %8d\n' "${f#npm/}" "$r" "$g"
+done
+printf '  %-28s %8d %8d\n' total "$total_raw" "$total_gz"

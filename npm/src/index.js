@@ -143,6 +143,7 @@ export class Channel extends Emitter {
     // when the engine resubscribes after a reconnect.
     const p = frame?.position;
     const h = this.position;
+    this._sid = this.chorus._socket;
     if (event === 'pusher:subscription_succeeded') {
       const r = (this._rec = frame?.recovery);
       // Recovered: the replayed events follow with their own positions. Otherwise the server's
@@ -244,7 +245,12 @@ export class Chorus {
     const start = () => {
       this._client = new Client(this._opts, {
         emit: (ch, ev, data, extra, frame) => this._emit(ch, ev, data, extra, frame),
-        position: (ch) => this._channels.get(ch)?.position,
+        // The position to recover from, with the socket the channel last heard from: events that
+        // connection's own requests excluded (`toOthers()`) are not replayed to it.
+        position: (ch) => {
+          const c = this._channels.get(ch);
+          return c?.position && { ...c.position, socket_id: c._sid };
+        },
         post: (url, headers, body, tag) =>
           this._post(url, headers, body).then((answer) => this._client.answer(tag, answer)),
       });
@@ -289,7 +295,7 @@ export class Chorus {
         conn._fire('state_change', { previous: data, current: extra });
         conn._fire(extra);
       } else {
-        if (event === 'connected') conn.socket_id = data;
+        if (event === 'connected') this._socket = conn.socket_id = data;
         if (event !== 'connected') conn._fire(event, data);
       }
       return;

@@ -81,7 +81,18 @@ pub struct SubscribeData {
     pub channel_data: Option<String>,
     /// Chorus extension: resubscribing after a reconnect, replay what came after this position.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub recover: Option<StreamPosition>,
+    pub recover: Option<RecoverFrom>,
+}
+
+/// Where a resubscribing client left off.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecoverFrom {
+    #[serde(flatten)]
+    pub position: StreamPosition,
+    /// The client's previous connection: events published with `socket_id` = this (Laravel's
+    /// `toOthers()` from this client) are not replayed to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub socket_id: Option<String>,
 }
 
 /// `data` of `pusher:unsubscribe`.

@@ -40,6 +40,8 @@ struct Entry {
     offset: u64,
     at: Instant,
     frame: Utf8Bytes,
+    /// The connection the event was not for (`toOthers()`): not replayed to it either.
+    except: Option<Box<str>>,
 }
 
 /// One channel's stream.
@@ -91,6 +93,7 @@ impl Stream {
     pub fn append(
         &mut self,
         policy: &HistoryPolicy,
+        except: Option<&str>,
         encode: impl FnOnce(&StreamPosition) -> Utf8Bytes,
     ) -> Utf8Bytes {
         let now = Instant::now();
@@ -103,6 +106,7 @@ impl Stream {
             offset: self.next,
             at: now,
             frame: frame.clone(),
+            except: except.map(Into::into),
         });
         self.next += 1;
         while self.entries.len() > policy.size {
@@ -123,11 +127,12 @@ impl Stream {
         self.last_used = now;
     }
 
-    /// The kept events after `from`, oldest first.
+    /// The kept events after `from`, oldest first, but those published for others than `socket_id`.
     pub fn since(
         &mut self,
         policy: &HistoryPolicy,
         from: &StreamPosition,
+        socket_id: Option<&str>,
     ) -> Result<Vec<Utf8Bytes>, RecoveryFailure> {
         self.prune(policy, Instant::now());
         if from.epoch != self.epoch || from.offset >= self.next {
@@ -141,7 +146,9 @@ impl Stream {
         Ok(self
             .entries
             .iter()
-            .filter(|e| e.offset > from.offset)
+            .filter(|e| {
+                e.offset > from.offset && (socket_id.is_none() || e.except.as_deref() != socket_id)
+            })
             .map(|e| e.frame.clone())
             .collect())
     }
@@ -239,7 +246,9 @@ mod tests {
 
     fn push(s: &mut Stream, p: &HistoryPolicy, n: u64) {
         for i in 0..n {
-            s.append(p, |pos| Utf8Bytes::from(format!("{i}@{}", pos.offset)));
+            s.append(p, None, |pos| {
+                Utf8Bytes::from(format!("{i}@{}", pos.offset))
+            });
         }
     }
 
@@ -250,14 +259,14 @@ mod tests {
         let start = s.top();
         assert_eq!(start.offset, 0);
         push(&mut s, &p, 3);
-        let got = s.since(&p, &start).unwrap();
+        let got = s.since(&p, &start, None).unwrap();
         assert_eq!(got, ["0@1", "1@2", "2@3"]);
         let mid = StreamPosition {
             epoch: start.epoch.clone(),
             offset: 2,
         };
-        assert_eq!(s.since(&p, &mid).unwrap(), ["2@3"]);
-        assert!(s.since(&p, &s.top()).unwrap().is_empty());
+        assert_eq!(s.since(&p, &mid, None).unwrap(), ["2@3"]);
+        assert!(s.since(&p, &s.top(), None).unwrap().is_empty());
     }
 
     #[test]
@@ -266,24 +275,41 @@ mod tests {
         let mut s = Stream::new();
         let start = s.top();
         push(&mut s, &p, 3);
-        assert_eq!(s.since(&p, &start), Err(RecoveryFailure::Expired));
+        assert_eq!(s.since(&p, &start, None), Err(RecoveryFailure::Expired));
         let other = StreamPosition {
             epoch: "other".into(),
             offset: 1,
         };
-        assert_eq!(s.since(&p, &other), Err(RecoveryFailure::EpochChanged));
+        assert_eq!(
+            s.since(&p, &other, None),
+            Err(RecoveryFailure::EpochChanged)
+        );
         let future = StreamPosition {
             epoch: start.epoch.clone(),
             offset: 99,
         };
-        assert_eq!(s.since(&p, &future), Err(RecoveryFailure::EpochChanged));
+        assert_eq!(
+            s.since(&p, &future, None),
+            Err(RecoveryFailure::EpochChanged)
+        );
 
         let p = policy(10, 0);
         let mut s = Stream::new();
         let start = s.top();
         push(&mut s, &p, 1);
         std::thread::sleep(Duration::from_millis(5));
-        assert_eq!(s.since(&p, &start), Err(RecoveryFailure::Expired));
+        assert_eq!(s.since(&p, &start, None), Err(RecoveryFailure::Expired));
+    }
+
+    #[test]
+    fn events_for_others_are_not_replayed_to_the_excluded_connection() {
+        let p = policy(10, 60_000);
+        let mut s = Stream::new();
+        let start = s.top();
+        s.append(&p, None, |_| Utf8Bytes::from_static("all"));
+        s.append(&p, Some("1.1"), |_| Utf8Bytes::from_static("others"));
+        assert_eq!(s.since(&p, &start, Some("1.1")).unwrap(), ["all"]);
+        assert_eq!(s.since(&p, &start, Some("2.2")).unwrap(), ["all", "others"]);
     }
 
     #[test]

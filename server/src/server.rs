@@ -25,7 +25,7 @@ use crate::error::ApiError;
 use crate::state::ServerState;
 use crate::{http_api, metrics};
 
-const READ_BUFFER: usize = 4 * 1024;
+const READ_BUFFER: usize = 1024;
 const WRITE_BUFFER: usize = 8 * 1024;
 
 /// Why the server could not start.

@@ -283,3 +283,67 @@ async fn recovery_on_another_node_with_history_in_redis() {
         .collect();
     assert_eq!(data, ["397", "398", "399"]);
 }
+
+/// Events a client's own request excluded it from (`toOthers()`) stay excluded when it recovers.
+async fn to_others_survives_recovery(
+    connect: impl Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = Client>>>,
+    api: Api,
+) {
+    let mut c = connect().await;
+    let start = subscribe_recovering(&mut c, "news", None).await["position"].clone();
+    let old_socket = c.socket_id.clone();
+    drop(c);
+    for i in 0..6 {
+        let mut body = json!({"name":"n","channel":"news","data":i.to_string()});
+        if i % 2 == 1 {
+            body["socket_id"] = json!(old_socket);
+        }
+        assert_eq!(api.post("/events", body).await.0, 200);
+    }
+    let mut c = connect().await;
+    let mut from = start.clone();
+    from["socket_id"] = json!(old_socket);
+    let ok = subscribe_recovering(&mut c, "news", Some(&from)).await;
+    assert_eq!(
+        ok["recovery"],
+        json!({"recovered": true, "replayed": 3}),
+        "{ok}"
+    );
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        got.push(
+            c.expect_event("n").await["data"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    assert_eq!(got, ["0", "2", "4"]);
+    c.expect_silence(Duration::from_millis(200)).await;
+}
+
+#[tokio::test]
+async fn to_others_events_are_not_replayed_to_their_sender() {
+    let server = TestServer::start().await;
+    let url = server.ws_url(KEY, "protocol=7");
+    to_others_survives_recovery(
+        move || {
+            let url = url.clone();
+            Box::pin(async move { Client::connect(&url).await })
+        },
+        server.api(),
+    )
+    .await;
+
+    let redis = Redis::start();
+    let a = Node::start(&redis.url(), 5);
+    let url = format!("ws://{}/app/{KEY}?protocol=7", a.addr);
+    to_others_survives_recovery(
+        move || {
+            let url = url.clone();
+            Box::pin(async move { Client::connect(&url).await })
+        },
+        a.api(),
+    )
+    .await;
+}

@@ -387,6 +387,30 @@ describe('history and recovery (local)', () => {
     px = null;
   });
 
+  test("events the client's own requests excluded (toOthers) are not replayed to it after an outage", async () => {
+    const px2 = await proxy(srv.port);
+    try {
+      const c = client({ port: px2.port }, app.url);
+      const r = feed(c, 'feed.others');
+      await until(() => r.subs.length === 1, 'subscribed');
+      const mine = c.socketId();
+      assert.ok(mine, 'socket id known');
+      // The app sent these with its X-Socket-ID (Laravel's toOthers()) just as the network dropped.
+      await outage(c, px2, 2000, async () => {
+        for (let n = 0; n < 6; n++) {
+          await srv.pusher.trigger('feed.others', 'Msg', { n }, n % 2 ? { socket_id: mine } : {});
+        }
+      });
+      await until(() => r.subs.length === 2, 'resubscribed');
+      await publish(srv, 'feed.others', 6, 7);
+      await until(() => r.got.includes(6), 'live event after recovery');
+      assert.deepEqual(r.got, [0, 2, 4, 6], 'the excluded events stay excluded');
+      assert.deepEqual(r.subs, [{ recovered: false }, { recovered: true }]);
+    } finally {
+      await px2.close();
+    }
+  });
+
   test('a new subscription (leave, then subscribe again) starts fresh: no recovery', async () => {
     const c = client(srv, app.url);
     const r = feed(c, 'feed.fresh');
@@ -653,7 +677,8 @@ describe('close codes and backoff (fake server)', () => {
     assert.deepEqual(r.all.length, 6, 'listenToAll sees no chorus: events');
     assert.deepEqual(
       subscribes.map((d) => d.recover),
-      [undefined, { epoch: 'e1', offset: 7 }, { epoch: 'e1', offset: 9 }],
+      // With the socket the channel last heard from, whose toOthers() events are not replayed.
+      [undefined, { epoch: 'e1', offset: 7, socket_id: '1.1' }, { epoch: 'e1', offset: 9, socket_id: '1.1' }],
     );
     assert.deepEqual(r.subs, [{ recovered: false }, { recovered: true }, { recovered: false }]);
     assert.deepEqual(r.recovered, [{ recovered: true, replayed: 2 }]);

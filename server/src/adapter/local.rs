@@ -6,7 +6,7 @@ use axum::extract::ws::Utf8Bytes;
 use chorus_protocol::ChannelKind;
 use futures_util::future::{ready, BoxFuture};
 
-use chorus_protocol::frame::StreamPosition;
+use chorus_protocol::frame::RecoverFrom;
 
 use super::{Adapter, AdapterError, HistoryPage, Publish};
 use crate::app::App;
@@ -52,7 +52,7 @@ impl Adapter for LocalAdapter {
         kind: ChannelKind,
         conn: &ConnHandle,
         member: Option<PresenceMember>,
-        recover: Option<StreamPosition>,
+        recover: Option<RecoverFrom>,
     ) -> BoxFuture<'static, ()> {
         app.subscribe_local(channel, kind, conn, member.as_ref(), recover.as_ref());
         Box::pin(ready(()))

@@ -14,7 +14,7 @@ use axum::extract::ws::Utf8Bytes;
 use chorus_protocol::ChannelKind;
 use futures_util::future::BoxFuture;
 
-use chorus_protocol::frame::{Recovery, StreamPosition};
+use chorus_protocol::frame::{RecoverFrom, Recovery, StreamPosition};
 use serde_json::value::RawValue;
 
 use crate::app::App;
@@ -72,7 +72,7 @@ pub trait Adapter: Send + Sync + 'static {
         kind: ChannelKind,
         conn: &ConnHandle,
         member: Option<PresenceMember>,
-        recover: Option<StreamPosition>,
+        recover: Option<RecoverFrom>,
     ) -> BoxFuture<'static, ()>;
 
     /// Unsubscribes `socket_id`; a presence user's last connection in the cluster leaving is announced.
@@ -153,7 +153,7 @@ impl App {
         }
         let stream = self.history.stream(channel);
         let mut stream = stream.lock();
-        let frame = stream.append(&self.history.policy, |position| {
+        let frame = stream.append(&self.history.policy, event.except, |position| {
             wire::encode_full(
                 event.event,
                 Some(channel),
@@ -174,7 +174,7 @@ impl App {
         kind: ChannelKind,
         conn: &ConnHandle,
         member: Option<&PresenceMember>,
-        recover: Option<&StreamPosition>,
+        recover: Option<&RecoverFrom>,
     ) -> Subscribed {
         if !self.history.applies_to(channel) {
             let recovery = recover.map(|_| Recovery {
@@ -193,7 +193,13 @@ impl App {
         let stream = self.history.stream(channel);
         let mut stream = stream.lock();
         let top = stream.top();
-        let result = recover.map(|from| stream.since(&self.history.policy, from));
+        let result = recover.map(|from| {
+            stream.since(
+                &self.history.policy,
+                &from.position,
+                from.socket_id.as_deref(),
+            )
+        });
         let recovery = result.as_ref().map(recovery_outcome);
         let extras = Extras {
             position: Some(&top),

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::Utf8Bytes;
-use chorus_protocol::frame::{Recovery, StreamPosition};
+use chorus_protocol::frame::{RecoverFrom, Recovery, StreamPosition};
 use chorus_protocol::{events, ChannelKind};
 use futures_util::future::BoxFuture;
 use futures_util::StreamExt;
@@ -219,7 +219,7 @@ return 1
 "#;
 
 /// ARGV: prefix, timeout, app, channel, ttl ms, size, epoch to start with, frame without its final
-/// `}`, bus envelope up to its frame. Gives the event the channel's next offset, keeps it in the
+/// `}`, bus envelope up to its frame, the excluded socket id ('' = none). Gives the event the channel's next offset, keeps it in the
 /// channel's stream and publishes it on the bus, atomically: bus order is offset order.
 const PUBLISH_HISTORY: &str = r#"
 local base = P .. ':h:' .. ARGV[3] .. ':' .. ARGV[4]
@@ -233,7 +233,7 @@ if not epoch then
 end
 local offset = redis.call('INCR', base .. ':offset')
 local frame = ARGV[8] .. ',"position":{"epoch":"' .. epoch .. '","offset":' .. offset .. '}}'
-redis.call('XADD', base .. ':stream', 'MAXLEN', ARGV[6], '*', 'o', offset, 'f', frame)
+redis.call('XADD', base .. ':stream', 'MAXLEN', ARGV[6], '*', 'o', offset, 'f', frame, 'x', ARGV[10])
 redis.call('PEXPIRE', base .. ':epoch', ttl)
 redis.call('PEXPIRE', base .. ':offset', ttl)
 redis.call('PEXPIRE', base .. ':stream', ttl)
@@ -242,7 +242,8 @@ return offset
 "#;
 
 /// ARGV: prefix, timeout, app, channel, ttl ms, epoch to start with, from epoch ('' = none), from
-/// offset, limit (0 = all after `from`). Returns {epoch, top offset, status, frames}: status is
+/// offset, limit (0 = all after `from`), the recovering client's previous socket id ('' = none: its
+/// `toOthers()` events are skipped). Returns {epoch, top offset, status, frames}: status is
 /// `none` (no recovery asked), `ok`, `epoch_changed` or `expired`.
 const READ_HISTORY: &str = r#"
 local base = P .. ':h:' .. ARGV[3] .. ':' .. ARGV[4]
@@ -271,7 +272,7 @@ local oldest = top + 1
 if #entries > 0 then oldest = tonumber(entries[1][2][2]) end
 if from + 1 < oldest then return {epoch, top, 'expired', out} end
 for _, e in ipairs(entries) do
-  if tonumber(e[2][2]) > from then table.insert(out, e[2][4]) end
+  if tonumber(e[2][2]) > from and (ARGV[10] == '' or e[2][6] ~= ARGV[10]) then table.insert(out, e[2][4]) end
 end
 return {epoch, top, 'ok', out}
 "#;
@@ -453,14 +454,18 @@ impl Inner {
         &self,
         app: &App,
         channel: &str,
-        from: Option<&StreamPosition>,
+        from: Option<&RecoverFrom>,
         limit: usize,
     ) -> Result<(StreamPosition, String, Vec<Utf8Bytes>), AdapterError> {
         let ttl = (app.history.policy.ttl.as_millis() as u64).to_string();
         let epoch = new_epoch();
-        let (from_epoch, from_offset) = match from {
-            Some(p) => (p.epoch.as_str(), p.offset.to_string()),
-            None => ("", "0".to_owned()),
+        let (from_epoch, from_offset, skip) = match from {
+            Some(f) => (
+                f.position.epoch.as_str(),
+                f.position.offset.to_string(),
+                f.socket_id.as_deref().unwrap_or(""),
+            ),
+            None => ("", "0".to_owned(), ""),
         };
         let limit = limit.to_string();
         let (epoch, top, status, frames): (String, u64, String, Vec<String>) = self
@@ -474,6 +479,7 @@ impl Inner {
                     from_epoch,
                     &from_offset,
                     &limit,
+                    skip,
                 ],
             )
             .await?;
@@ -772,6 +778,7 @@ async fn write_loop(inner: Arc<Inner>, mut rx: mpsc::Receiver<Op>) {
                         .arg(new_epoch())
                         .arg(&frame_prefix)
                         .arg(env_prefix)
+                        .arg(except.as_deref().unwrap_or(""))
                         .ignore();
                     fallback.push((app, channel, frame_prefix, except));
                 }
@@ -906,7 +913,7 @@ impl Adapter for RedisAdapter {
         kind: ChannelKind,
         conn: &ConnHandle,
         member: Option<PresenceMember>,
-        recover: Option<StreamPosition>,
+        recover: Option<RecoverFrom>,
     ) -> BoxFuture<'static, ()> {
         let inner = Arc::clone(&self.inner);
         let app = Arc::clone(app);

@@ -4,6 +4,7 @@
 #      several chorus processes on a real redis-server)
 #   2. JS: the real pusher-js, laravel-echo and pusher npm packages against the built chorus binary
 #   3. SDK: the wasm toolchain, then the browser SDK built and tested in Node and headless Chromium
+#   4. Examples: the Vue and React chat apps with their backend, two users in headless Chromium
 # Called by .ci/run. Each stage is bounded in time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,5 +32,8 @@ timeout 600 cargo clippy --locked -p chorus-sdk --target wasm32-unknown-unknown 
 
 log "sdk: build, then Node and headless Chromium tests against chorus"
 timeout 900 bash tests/sdk/run.sh
+
+log "examples: Vue and React chat apps, two users each, in headless Chromium"
+timeout 900 bash examples/tests/run.sh
 
 log "all tests passed"

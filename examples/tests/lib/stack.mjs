@@ -1,0 +1,163 @@
+// Starts what one example needs on loopback: chorus, the example backend (fresh SQLite file) and
+// the example app (vite build + vite preview, which proxies /api and /broadcasting to the backend).
+// Every process is killed when the test process exits.
+import { spawn, execFileSync } from 'node:child_process';
+import { mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+
+export const ROOT = resolve(import.meta.dirname, '../../..');
+export const CHORUS_BIN = process.env.CHORUS_BIN || join(ROOT, 'target/debug/chorus');
+export const BACKEND_BIN =
+  process.env.BACKEND_BIN || join(ROOT, 'examples/backend/target/debug/chorus-chat-backend');
+
+const children = new Set();
+process.on('exit', () => {
+  for (const c of children) c.kill('SIGKILL');
+});
+
+export function freePort() {
+  return new Promise((ok, fail) => {
+    const s = createServer();
+    s.on('error', fail);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => ok(port));
+    });
+  });
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** Polls `url` until it answers (any HTTP status), at most `timeout` ms. */
+async function waitForHttp(url, timeout, child, log) {
+  const end = Date.now() + timeout;
+  while (Date.now() < end) {
+    if (child.exitCode !== null) throw new Error(`${url}: process exited (${child.exitCode}); log:\n${tail(log)}`);
+    try {
+      await fetch(url, { signal: AbortSignal.timeout(1000) });
+      return;
+    } catch {
+      await sleep(100);
+    }
+  }
+  throw new Error(`${url} did not answer within ${timeout} ms; log:\n${tail(log)}`);
+}
+
+const tail = (file) => readFileSync(file, 'utf8').split('\n').slice(-20).join('\n');
+
+function start(name, cmd, args, { dir, env, cwd }) {
+  const log = join(dir, `${name}.log`);
+  const fd = openSync(log, 'a');
+  const child = spawn(cmd, args, { cwd, env: { ...process.env, ...env }, stdio: ['ignore', fd, fd] });
+  children.add(child);
+  child.on('exit', () => children.delete(child));
+  return { child, log };
+}
+
+async function stop(child) {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((r) => child.once('exit', r));
+  child.kill('SIGKILL');
+  await exited;
+}
+
+/** chorus on a fixed port, restartable. */
+export class ChorusServer {
+  constructor(dir, port) {
+    this.dir = dir;
+    this.port = port;
+    this.config = join(dir, 'chorus.toml');
+    writeFileSync(
+      this.config,
+      [
+        '[[apps]]',
+        'id = "app-id"',
+        'key = "app-key"',
+        'secret = "app-secret"',
+        'enable_client_events = true',
+        'enable_user_authentication = true',
+        '',
+      ].join('\n'),
+    );
+  }
+  get url() {
+    return `http://127.0.0.1:${this.port}`;
+  }
+  async start() {
+    const args = ['--config', this.config, '--host', '127.0.0.1', '--port', String(this.port)];
+    const { child, log } = start('chorus', CHORUS_BIN, args, { dir: this.dir, env: { CHORUS_LOG: 'warn' } });
+    this.proc = child;
+    await waitForHttp(`${this.url}/up`, 10000, child, log);
+  }
+  /** Like a crash: SIGKILL, no goodbye to the clients. */
+  async kill() {
+    await stop(this.proc);
+  }
+}
+
+/**
+ * Everything one example needs. `app` is `vue` or `react`; `mode` is `build` (vite build +
+ * vite preview) or `dev` (the dev server, as `npm run dev`).
+ * Returns `{ url, chorus, backendUrl, logs(), close() }`.
+ */
+export async function startStack(app, mode = 'build') {
+  const dir = mkdtempSync(join(tmpdir(), `chorus-example-${app}-`));
+  const chorus = new ChorusServer(dir, await freePort());
+  await chorus.start();
+
+  const backendPort = await freePort();
+  const backendUrl = `http://127.0.0.1:${backendPort}`;
+  const backend = start('backend', BACKEND_BIN, [], {
+    dir,
+    env: {
+      HOST: '127.0.0.1',
+      PORT: String(backendPort),
+      DATABASE: join(dir, 'chat.sqlite'),
+      UPLOADS: join(dir, 'uploads'),
+      CHORUS_URL: chorus.url,
+    },
+  });
+  await waitForHttp(`${backendUrl}/api/me`, 10000, backend.child, backend.log);
+
+  // Built as a user would deploy it (pointed at this chorus) and served by `vite preview`, or the
+  // dev server.
+  const appDir = join(ROOT, 'examples', app);
+  const outDir = join(dir, 'dist');
+  const vite = join(appDir, 'node_modules/vite/bin/vite.js');
+  const chorusEnv = { VITE_CHORUS_HOST: '127.0.0.1', VITE_CHORUS_PORT: String(chorus.port), VITE_CHORUS_KEY: 'app-key' };
+  const dev = mode === 'dev';
+  if (!dev) {
+    execFileSync(process.execPath, [vite, 'build', '--outDir', outDir, '--emptyOutDir', '--logLevel', 'warn'], {
+      cwd: appDir,
+      env: { ...process.env, ...chorusEnv },
+      stdio: ['ignore', 'inherit', 'inherit'],
+      timeout: 60000,
+    });
+  }
+  const webPort = await freePort();
+  const serveArgs = dev ? [vite] : [vite, 'preview', '--outDir', outDir];
+  const web = start(
+    'vite',
+    process.execPath,
+    [...serveArgs, '--host', '127.0.0.1', '--port', String(webPort), '--strictPort'],
+    { dir, cwd: appDir, env: { ...chorusEnv, BACKEND_URL: backendUrl } },
+  );
+  const url = `http://127.0.0.1:${webPort}`;
+  await waitForHttp(url, 15000, web.child, web.log);
+
+  return {
+    dir,
+    url,
+    chorus,
+    backendUrl,
+    logs: () => ['chorus', 'backend', 'vite'].map((n) => `--- ${n}\n${tail(join(dir, `${n}.log`))}`).join('\n'),
+    async close() {
+      await stop(web.child);
+      await stop(backend.child);
+      await chorus.kill();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}

@@ -5,80 +5,27 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { chromium } from 'playwright-core';
 import { startStack } from './lib/stack.mjs';
+import {
+  bodies,
+  chatItem,
+  connection,
+  eventually,
+  expectText,
+  launchChromium,
+  send,
+  sleep,
+  text,
+  waitConnected,
+} from './lib/page.mjs';
 
 const SHOTS = join(import.meta.dirname, 'screenshots');
 mkdirSync(SHOTS, { recursive: true });
 
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-/** Retries `check` (which throws while not yet true) every 100 ms, at most `timeout` ms. */
-async function eventually(check, timeout = 10000, what = 'condition') {
-  const end = Date.now() + timeout;
-  let last;
-  for (;;) {
-    try {
-      return await check();
-    } catch (e) {
-      last = e;
-    }
-    if (Date.now() > end) throw new Error(`timed out after ${timeout} ms waiting for ${what}: ${last?.message}`);
-    await sleep(100);
-  }
-}
-
-const text = async (page, selector) => (await page.locator(selector).allInnerTexts()).join('\n');
-
-async function expectText(page, selector, expected, timeout = 10000) {
-  await eventually(
-    async () => {
-      const t = await text(page, selector);
-      const ok = expected instanceof RegExp ? expected.test(t) : t.includes(expected);
-      assert.ok(ok, `${selector} shows ${JSON.stringify(t)}`);
-    },
-    timeout,
-    `${selector} to show ${expected}`,
-  );
-}
-
-const chatItem = (page, name) => page.locator(`[data-testid=chat-item][data-chat-with="${name}"]`);
-const connection = (page) => page.locator('[data-testid=connection]');
-
-async function waitConnected(page, timeout = 15000) {
-  await eventually(
-    async () => assert.equal(await connection(page).getAttribute('data-state'), 'connected'),
-    timeout,
-    'the connection to be connected',
-  );
-}
-
-async function bodies(page) {
-  return page.locator('[data-testid=message-body]').allInnerTexts();
-}
-
-async function send(page, message) {
-  await page.locator('[data-testid=composer]').fill(message);
-  await page.locator('[data-testid=send]').click();
-}
-
 async function scenario(t, app, mode) {
   const stack = await startStack(app, mode);
   const shot = (page, name) => page.screenshot({ path: join(SHOTS, `${app}${mode === 'dev' ? '-dev' : ''}-${name}.png`) });
-  const browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-      '--no-first-run',
-    ],
-  });
+  const browser = await launchChromium();
   const problems = [];
   const open = async (who) => {
     const context = await browser.newContext({ viewport: { width: 1120, height: 700 }, acceptDownloads: true });

@@ -1,6 +1,7 @@
 // Starts what one example needs on loopback: chorus, the example backend (fresh SQLite file) and
 // the example app (vite build + vite preview, which proxies /api and /broadcasting to the backend).
-// Every process is killed when the test process exits.
+// Every process is killed when the test process exits. The process helpers are shared with
+// cluster.mjs (two chorus nodes on Redis behind a proxy).
 import { spawn, execFileSync } from 'node:child_process';
 import { mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -28,10 +29,10 @@ export function freePort() {
   });
 }
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 /** Polls `url` until it answers (any HTTP status), at most `timeout` ms. */
-async function waitForHttp(url, timeout, child, log) {
+export async function waitForHttp(url, timeout, child, log) {
   const end = Date.now() + timeout;
   while (Date.now() < end) {
     if (child.exitCode !== null) throw new Error(`${url}: process exited (${child.exitCode}); log:\n${tail(log)}`);
@@ -45,9 +46,10 @@ async function waitForHttp(url, timeout, child, log) {
   throw new Error(`${url} did not answer within ${timeout} ms; log:\n${tail(log)}`);
 }
 
-const tail = (file) => readFileSync(file, 'utf8').split('\n').slice(-20).join('\n');
+export const tail = (file) => readFileSync(file, 'utf8').split('\n').slice(-20).join('\n');
 
-function start(name, cmd, args, { dir, env, cwd }) {
+/** Spawns a process logging to `dir/name.log`; killed when the test process exits. */
+export function start(name, cmd, args, { dir, env, cwd }) {
   const log = join(dir, `${name}.log`);
   const fd = openSync(log, 'a');
   const child = spawn(cmd, args, { cwd, env: { ...process.env, ...env }, stdio: ['ignore', fd, fd] });
@@ -56,28 +58,37 @@ function start(name, cmd, args, { dir, env, cwd }) {
   return { child, log };
 }
 
-async function stop(child) {
+/** SIGKILL, and wait until it is gone. */
+export async function stop(child) {
   if (child.exitCode !== null || child.signalCode !== null) return;
   const exited = new Promise((r) => child.once('exit', r));
   child.kill('SIGKILL');
   await exited;
 }
 
-/** chorus on a fixed port, restartable. */
+/**
+ * chorus on a fixed port, restartable. `settings` and `appSettings` are extra config lines, top
+ * level (e.g. the Redis adapter's) and in the app's table; `name` names its config and log files
+ * (several nodes share one directory).
+ */
 export class ChorusServer {
-  constructor(dir, port) {
+  constructor(dir, port, { name = 'chorus', settings = [], appSettings = [] } = {}) {
     this.dir = dir;
     this.port = port;
-    this.config = join(dir, 'chorus.toml');
+    this.name = name;
+    this.config = join(dir, `${name}.toml`);
     writeFileSync(
       this.config,
       [
+        ...settings,
+        '',
         '[[apps]]',
         'id = "app-id"',
         'key = "app-key"',
         'secret = "app-secret"',
         'enable_client_events = true',
         'enable_user_authentication = true',
+        ...appSettings,
         '',
       ].join('\n'),
     );
@@ -87,13 +98,13 @@ export class ChorusServer {
   }
   async start() {
     const args = ['--config', this.config, '--host', '127.0.0.1', '--port', String(this.port)];
-    const { child, log } = start('chorus', CHORUS_BIN, args, { dir: this.dir, env: { CHORUS_LOG: 'warn' } });
+    const { child, log } = start(this.name, CHORUS_BIN, args, { dir: this.dir, env: { CHORUS_LOG: 'warn' } });
     this.proc = child;
     await waitForHttp(`${this.url}/up`, 10000, child, log);
   }
   /** Like a crash: SIGKILL, no goodbye to the clients. */
   async kill() {
-    await stop(this.proc);
+    if (this.proc) await stop(this.proc);
   }
 }
 
@@ -106,7 +117,27 @@ export async function startStack(app, mode = 'build') {
   const dir = mkdtempSync(join(tmpdir(), `chorus-example-${app}-`));
   const chorus = new ChorusServer(dir, await freePort());
   await chorus.start();
+  const web = await startApp(dir, app, mode, { chorusUrl: chorus.url, wsPort: chorus.port });
+  return {
+    dir,
+    url: web.url,
+    chorus,
+    backendUrl: web.backendUrl,
+    logs: () => ['chorus', 'backend', 'vite'].map((n) => `--- ${n}\n${tail(join(dir, `${n}.log`))}`).join('\n'),
+    async close() {
+      await web.close();
+      await chorus.kill();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
 
+/**
+ * The example backend (fresh SQLite file in `dir`), publishing through the chorus HTTP API at
+ * `chorusUrl`, and the app, whose WebSocket goes to 127.0.0.1:`wsPort`.
+ * Returns `{ url, backendUrl, close() }`; logs are `dir/backend.log` and `dir/vite.log`.
+ */
+export async function startApp(dir, app, mode, { chorusUrl, wsPort }) {
   const backendPort = await freePort();
   const backendUrl = `http://127.0.0.1:${backendPort}`;
   const backend = start('backend', BACKEND_BIN, [], {
@@ -116,7 +147,7 @@ export async function startStack(app, mode = 'build') {
       PORT: String(backendPort),
       DATABASE: join(dir, 'chat.sqlite'),
       UPLOADS: join(dir, 'uploads'),
-      CHORUS_URL: chorus.url,
+      CHORUS_URL: chorusUrl,
     },
   });
   await waitForHttp(`${backendUrl}/api/me`, 10000, backend.child, backend.log);
@@ -126,7 +157,7 @@ export async function startStack(app, mode = 'build') {
   const appDir = join(ROOT, 'examples', app);
   const outDir = join(dir, 'dist');
   const vite = join(appDir, 'node_modules/vite/bin/vite.js');
-  const chorusEnv = { VITE_CHORUS_HOST: '127.0.0.1', VITE_CHORUS_PORT: String(chorus.port), VITE_CHORUS_KEY: 'app-key' };
+  const chorusEnv = { VITE_CHORUS_HOST: '127.0.0.1', VITE_CHORUS_PORT: String(wsPort), VITE_CHORUS_KEY: 'app-key' };
   const dev = mode === 'dev';
   if (!dev) {
     execFileSync(process.execPath, [vite, 'build', '--outDir', outDir, '--emptyOutDir', '--logLevel', 'warn'], {
@@ -148,16 +179,11 @@ export async function startStack(app, mode = 'build') {
   await waitForHttp(url, 15000, web.child, web.log);
 
   return {
-    dir,
     url,
-    chorus,
     backendUrl,
-    logs: () => ['chorus', 'backend', 'vite'].map((n) => `--- ${n}\n${tail(join(dir, `${n}.log`))}`).join('\n'),
     async close() {
       await stop(web.child);
       await stop(backend.child);
-      await chorus.kill();
-      rmSync(dir, { recursive: true, force: true });
     },
   };
 }

@@ -2,9 +2,10 @@
 # Runs every test of the project, installing what they need first (idempotent: seconds when present).
 #   1. Rust: cargo fmt --check, clippy -D warnings, unit + integration tests (real listener, real clients,
 #      several chorus processes on a real redis-server)
-#   2. JS: the real pusher-js, laravel-echo and pusher npm packages against the built chorus binary
-#   3. SDK: the wasm toolchain, then the browser SDK built and tested in Node and headless Chromium
-#   4. Examples: the Vue and React chat apps with their backend, two users in headless Chromium
+#   2. Bench smoke: each load scenario of bench/ for a second or two (no message lost, no error)
+#   3. JS: the real pusher-js, laravel-echo and pusher npm packages against the built chorus binary
+#   4. SDK: the wasm toolchain, then the browser SDK built and tested in Node and headless Chromium
+#   5. Examples: the Vue and React chat apps with their backend, two users in headless Chromium
 # Called by .ci/run. Each stage is bounded in time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,6 +24,10 @@ timeout 1200 cargo test --locked
 log "js: pusher-js, laravel-echo and pusher SDK against chorus"
 timeout 300 cargo build --locked -p chorus-server
 export CHORUS_BIN="$PWD/target/debug/chorus"
+
+log "bench: smoke run of every load scenario against chorus (correctness only, no timing thresholds)"
+timeout 300 cargo build --locked -p chorus-bench
+timeout 300 target/debug/chorus-bench smoke --server-bin "$CHORUS_BIN"
 (cd tests/js && timeout 300 npm ci --no-audit --no-fund --loglevel=error && timeout 600 npm test)
 
 log "sdk: wasm toolchain (skips what is installed)"

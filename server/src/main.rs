@@ -6,6 +6,11 @@ use chorus_server::Server;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
+/// mimalloc: fan-out allocates and frees small frames and queue nodes across worker threads,
+/// where it costs less CPU than glibc's malloc (measured in BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let loaded = Config::load(&cli)?;

@@ -12,6 +12,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::serve::ListenerExt;
 use axum::{Json, Router};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -25,6 +26,8 @@ use crate::error::ApiError;
 use crate::state::ServerState;
 use crate::{http_api, metrics};
 
+/// Clients send small frames (subscribe, ping, whispers): 1 KiB reads keep an idle connection
+/// small (tungstenite allocates and zero-fills the whole read buffer); a larger message grows it.
 const READ_BUFFER: usize = 1024;
 const WRITE_BUFFER: usize = 8 * 1024;
 
@@ -94,6 +97,13 @@ impl Server {
             tracing::info!("shutting down: closing connections with 4200");
             let _ = shutdown.send(true);
         };
+        // No Nagle: a small frame or API reply must not wait for the peer's delayed ACK (up to
+        // 40 ms on Linux); the writer task already batches queued frames into one flush.
+        let listener = listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+            }
+        });
         axum::serve(listener, app.into_make_service())
             .with_graceful_shutdown(notify)
             .await?;

@@ -447,17 +447,16 @@ impl Channels {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::outbound::Outbound;
     use tokio::sync::mpsc;
 
-    fn conn(id: &str) -> (ConnHandle, mpsc::Receiver<Outbound>) {
+    fn conn(id: &str) -> (ConnHandle, mpsc::Receiver<Utf8Bytes>) {
         let (tx, rx) = mpsc::channel(16);
         (ConnHandle::new(id.into(), tx), rx)
     }
 
-    fn texts(rx: &mut mpsc::Receiver<Outbound>) -> Vec<String> {
+    fn texts(rx: &mut mpsc::Receiver<Utf8Bytes>) -> Vec<String> {
         let mut out = Vec::new();
-        while let Ok(Outbound::Text(t)) = rx.try_recv() {
+        while let Ok(t) = rx.try_recv() {
             out.push(t.as_str().to_owned());
         }
         out

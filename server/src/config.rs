@@ -1,5 +1,7 @@
 //! Configuration: built-in defaults, then a TOML file, then `CHORUS_*` environment variables, then
-//! command-line flags (each layer overrides the one before).
+//! command-line flags (each layer overrides the one before). Only the settings that have a flag
+//! have an environment variable (clap reads both into [`Cli`]); `RUST_LOG` is read for `log` too,
+//! below `CHORUS_LOG`. Everything else is set in the file.
 //!
 //! See the configuration reference in README.md; every field below is listed there.
 
@@ -7,6 +9,9 @@ use std::path::{Path, PathBuf};
 
 use clap::Parser;
 use serde::Deserialize;
+
+/// The longest timeout accepted: far beyond any sensible setting, far below `Instant` overflow.
+const MAX_TIMEOUT_SECS: u64 = 7 * 24 * 3600;
 
 /// Command-line flags; each also reads an environment variable.
 #[derive(Debug, Clone, Default, Parser)]
@@ -28,6 +33,9 @@ pub struct Cli {
     /// Seconds of silence after which the server pings a client (sent to clients in the handshake) [default: 30].
     #[arg(long, env = "CHORUS_ACTIVITY_TIMEOUT")]
     pub activity_timeout: Option<u64>,
+    /// Seconds a connection may hold no subscription and send nothing but pings/pongs before it is closed with 4202 (0 = never) [default: 86400].
+    #[arg(long, env = "CHORUS_INACTIVITY_TIMEOUT")]
+    pub inactivity_timeout: Option<u64>,
     /// Id of the single app served when the config file defines none (with --app-key and --app-secret).
     #[arg(long, env = "CHORUS_APP_ID")]
     pub app_id: Option<String>,
@@ -46,7 +54,7 @@ pub struct Cli {
     /// Prefix of Chorus's Redis keys and channel, so several deployments can share one Redis [default: chorus].
     #[arg(long, env = "CHORUS_REDIS_PREFIX")]
     pub redis_prefix: Option<String>,
-    /// Log filter in `tracing` syntax, e.g. `info` or `chorus_server=debug` [default: info].
+    /// Log filter in `tracing` syntax, e.g. `info` or `chorus_server=debug`; overrides RUST_LOG [default: info].
     #[arg(long, env = "CHORUS_LOG")]
     pub log: Option<String>,
 }
@@ -72,6 +80,9 @@ pub struct Config {
     pub activity_timeout: u64,
     /// Seconds to wait for any message after a server ping before closing with 4201.
     pub pong_timeout: u64,
+    /// Seconds a connection may hold no subscription and send nothing but heartbeats
+    /// (`pusher:ping`/`pusher:pong`) before it is closed with 4202; 0 = never.
+    pub inactivity_timeout: u64,
     /// Seconds graceful shutdown waits for connections to close before exiting anyway.
     pub shutdown_timeout: u64,
     /// Largest WebSocket message accepted, in KiB; a larger one closes the connection with 1009.
@@ -100,6 +111,8 @@ impl Default for Config {
             port: 6001,
             activity_timeout: 30,
             pong_timeout: 30,
+            // Pusher's: a day.
+            inactivity_timeout: 86_400,
             shutdown_timeout: 10,
             max_message_kb: 100,
             max_request_kb: 1024,
@@ -242,6 +255,9 @@ impl Config {
         if let Some(t) = cli.activity_timeout {
             config.activity_timeout = t;
         }
+        if let Some(t) = cli.inactivity_timeout {
+            config.inactivity_timeout = t;
+        }
         if let Some(a) = cli.adapter {
             config.adapter = a;
         }
@@ -251,8 +267,13 @@ impl Config {
         if let Some(p) = &cli.redis_prefix {
             config.redis_prefix = p.clone();
         }
-        if let Some(log) = &cli.log {
-            config.log = log.clone();
+        // RUST_LOG, the usual `tracing` variable, is one more environment layer: it overrides the
+        // file's `log`, and --log/CHORUS_LOG override it.
+        let rust_log = std::env::var("RUST_LOG")
+            .ok()
+            .filter(|v| !v.trim().is_empty());
+        if let Some(log) = cli.log.clone().or(rust_log) {
+            config.log = log;
         }
         let mut uses_development_credentials = false;
         if config.apps.is_empty() {
@@ -282,6 +303,20 @@ impl Config {
         let invalid = |m: String| Err(ConfigError::Invalid(m));
         if self.activity_timeout == 0 || self.pong_timeout == 0 {
             return invalid("activity_timeout and pong_timeout must be at least 1 second".into());
+        }
+        // Timer deadlines are `Instant + timeout`; absurd values would overflow it.
+        for (name, secs) in [
+            ("activity_timeout", self.activity_timeout),
+            ("pong_timeout", self.pong_timeout),
+            ("inactivity_timeout", self.inactivity_timeout),
+            ("shutdown_timeout", self.shutdown_timeout),
+            ("node_timeout", self.node_timeout),
+        ] {
+            if secs > MAX_TIMEOUT_SECS {
+                return invalid(format!(
+                    "{name} must be at most {MAX_TIMEOUT_SECS} seconds (7 days)"
+                ));
+            }
         }
         if self.outbound_queue == 0 {
             return invalid("outbound_queue must be at least 1".into());
@@ -344,6 +379,7 @@ mod tests {
         assert_eq!(c.host, "0.0.0.0");
         assert!(!c.apps[0].enable_client_events);
         assert_eq!(c.apps[0].max_event_payload_kb, 10);
+        assert_eq!(c.inactivity_timeout, 86_400);
         c.validate().unwrap();
     }
 
@@ -371,6 +407,17 @@ mod tests {
             ..Cli::default()
         };
         assert!(Config::load(&cli).is_err());
+    }
+
+    #[test]
+    fn absurd_timeouts_are_rejected() {
+        let c = Config {
+            activity_timeout: u64::MAX,
+            ..Config::default()
+        };
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("activity_timeout"), "{err}");
+        assert!(Config::default().validate().is_ok());
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! One WebSocket connection: admission, the read loop (protocol events, heartbeat) and the writer
 //! task that drains the connection's bounded outbound queue.
 //!
-//! Reading and writing are split: the writer task owns the sink and only ever writes what is
-//! queued, so a broadcast never waits on this client's socket.
+//! Reading and writing are split: the writer task owns the sink and writes what is queued, so a
+//! broadcast never waits on this client's socket; it also writes the goodbye (`pusher:error` and
+//! the close frame) when the connection is killed or the session ends.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,12 +19,12 @@ use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::{sleep_until, Instant};
 
 use crate::app::App;
 use crate::error::{ConnectionError, SubscriptionError};
-use crate::outbound::{ConnHandle, Outbound};
+use crate::outbound::ConnHandle;
 use crate::presence::PresenceMember;
 use crate::state::ServerState;
 use crate::wire;
@@ -32,6 +33,8 @@ use crate::wire;
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// Frames written before one flush: batching cuts syscalls when many are queued.
 const WRITE_BATCH: usize = 64;
+/// A close frame's payload is at most 125 bytes: the 2-byte code and the reason.
+const MAX_CLOSE_REASON: usize = 123;
 
 /// What the upgrade request said, checked once the socket is open (errors are sent on it).
 pub struct ConnectRequest {
@@ -45,40 +48,28 @@ pub async fn serve(socket: WebSocket, state: Arc<ServerState>, request: ConnectR
     let (tx, rx) = mpsc::channel(state.config.outbound_queue);
     let conn = ConnHandle::new(new_socket_id(), tx);
     let (sink, stream) = socket.split();
-    let mut writer = tokio::spawn(write_loop(sink, rx));
+    let (end_tx, end_rx) = oneshot::channel();
+    let mut writer = tokio::spawn(write_loop(sink, rx, conn.clone(), end_rx));
 
-    let end = match admit(&state, &request) {
-        Err(e) => Some(e),
-        Ok((app, _slots)) => {
+    // The slots are held until the writer is done, so graceful shutdown waits for the goodbyes.
+    let (end, _slots) = match admit(&state, &request) {
+        Err(e) => (Some(e), None),
+        Ok((app, slots)) => {
             let mut session = Session::new(Arc::clone(&state), app, conn.clone());
             let end = session.run(stream).await;
             session.cleanup().await;
-            end
+            (end, Some(slots))
         }
     };
-
-    let sender = conn.sender().clone();
-    drop(conn);
-    let mut abort = false;
-    if let Some(err) = end {
-        tracing::debug!(error = %err, "closing connection");
-        // Fatal errors close with their Pusher code; a too-large message closes with WebSocket's 1009.
-        let close_code = if err.is_fatal() {
-            err.code().code()
-        } else {
-            1009
-        };
-        abort = sender.try_send(Outbound::Text(wire::error(&err))).is_err()
-            || sender
-                .try_send(Outbound::Close(close_code, err.to_string()))
-                .is_err();
+    if let Some(err) = &end {
+        tracing::debug!(socket_id = conn.socket_id(), error = %err, "closing connection");
     }
-    drop(sender);
-    // A slow consumer whose queue is full cannot take its goodbye: drop it at once.
-    if abort
-        || tokio::time::timeout(CLOSE_GRACE, &mut writer)
-            .await
-            .is_err()
+    drop(conn);
+    let _ = end_tx.send(end);
+    // The writer bounds its own goodbye; this also bounds a write it was in the middle of.
+    if tokio::time::timeout(CLOSE_GRACE, &mut writer)
+        .await
+        .is_err()
     {
         writer.abort();
     }
@@ -129,35 +120,119 @@ fn new_socket_id() -> String {
     format!("{}.{}", rand::random::<u32>(), rand::random::<u32>())
 }
 
-async fn write_loop(mut sink: SplitSink<WebSocket, Message>, mut rx: mpsc::Receiver<Outbound>) {
-    'outer: while let Some(first) = rx.recv().await {
-        let mut next = Some(first);
-        let mut batched = 0;
-        while let Some(out) = next.take() {
-            match out {
-                Outbound::Text(text) => {
-                    if sink.feed(Message::Text(text)).await.is_err() {
-                        break 'outer;
-                    }
+/// How the writer's last words are chosen.
+enum Goodbye {
+    /// Killed from outside (slow consumer, terminated): what is still queued is dropped and the
+    /// error goes out at once. A slow consumer's queue is full, so it could not carry it anyway.
+    Now(Option<ConnectionError>),
+    /// The session ended (`None`: the client left): what it queued goes out first.
+    AfterQueue(Option<ConnectionError>),
+}
+
+/// Owns the sink: writes queued frames in batches until the connection is killed or the session
+/// ends, then says goodbye on the sink directly (never through the bounded queue).
+async fn write_loop(
+    mut sink: SplitSink<WebSocket, Message>,
+    mut rx: mpsc::Receiver<Utf8Bytes>,
+    conn: ConnHandle,
+    mut end: oneshot::Receiver<Option<ConnectionError>>,
+) {
+    let killed = conn.killed();
+    tokio::pin!(killed);
+    let goodbye = loop {
+        // Biased: a kill wins over queued frames; the session's end comes after what it queued.
+        let first = tokio::select! {
+            biased;
+            reason = &mut killed => break Goodbye::Now(reason.error()),
+            end = &mut end => break Goodbye::AfterQueue(end.unwrap_or(None)),
+            first = rx.recv() => first,
+        };
+        // `conn` holds a sender, so the queue cannot close while this loop runs.
+        let Some(first) = first else { return };
+        // A slow consumer's writer sits in this write (its socket is full) when it is killed.
+        tokio::select! {
+            biased;
+            reason = &mut killed => break Goodbye::Now(reason.error()),
+            ok = write_batch(&mut sink, &mut rx, first) => if !ok { return },
+        }
+    };
+    // Nothing new is taken from here on; what is queued is dropped now or written below.
+    rx.close();
+    let (err, drain) = match goodbye {
+        Goodbye::Now(err) => {
+            while rx.try_recv().is_ok() {}
+            (err, false)
+        }
+        Goodbye::AfterQueue(err) => (err, true),
+    };
+    let farewell = async {
+        if drain {
+            while let Ok(text) = rx.try_recv() {
+                if sink.feed(Message::Text(text)).await.is_err() {
+                    return;
                 }
-                Outbound::Close(code, reason) => {
-                    let frame = CloseFrame {
-                        code,
-                        reason: reason.into(),
-                    };
-                    let _ = sink.send(Message::Close(Some(frame))).await;
-                    break 'outer;
-                }
-            }
-            batched += 1;
-            if batched < WRITE_BATCH {
-                next = rx.try_recv().ok();
             }
         }
-        if sink.flush().await.is_err() {
-            break;
+        match err {
+            Some(err) => {
+                let _ = sink.feed(Message::Text(wire::error(&err))).await;
+                let frame = CloseFrame {
+                    code: close_code(&err),
+                    reason: close_reason(&err).into(),
+                };
+                let _ = sink.send(Message::Close(Some(frame))).await;
+            }
+            // The client left: complete the close handshake if the socket still works.
+            None => {
+                let _ = sink.close().await;
+            }
+        }
+    };
+    // Bounded: a client that never reads again must not keep the task (and its buffers) alive.
+    let _ = tokio::time::timeout(CLOSE_GRACE, farewell).await;
+}
+
+/// Writes `first` and whatever else is queued (up to [`WRITE_BATCH`]), then flushes once.
+/// Returns false when the socket failed.
+async fn write_batch(
+    sink: &mut SplitSink<WebSocket, Message>,
+    rx: &mut mpsc::Receiver<Utf8Bytes>,
+    first: Utf8Bytes,
+) -> bool {
+    let mut next = Some(first);
+    let mut batched = 0;
+    while let Some(text) = next.take() {
+        if sink.feed(Message::Text(text)).await.is_err() {
+            return false;
+        }
+        batched += 1;
+        if batched < WRITE_BATCH {
+            next = rx.try_recv().ok();
         }
     }
+    sink.flush().await.is_ok()
+}
+
+/// Fatal errors close with their Pusher code; a too-large message closes with WebSocket's 1009.
+fn close_code(err: &ConnectionError) -> u16 {
+    if err.is_fatal() {
+        err.code().code()
+    } else {
+        1009
+    }
+}
+
+/// The error's message, cut to the 123 bytes a close frame can carry (it may quote client input).
+fn close_reason(err: &ConnectionError) -> String {
+    let mut reason = err.to_string();
+    if reason.len() > MAX_CLOSE_REASON {
+        let mut cut = MAX_CLOSE_REASON;
+        while !reason.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        reason.truncate(cut);
+    }
+    reason
 }
 
 /// Token bucket for client events: `rate` per second, bursts up to `rate`.
@@ -202,6 +277,8 @@ struct Session {
     /// User id after a successful `pusher:signin`.
     user_id: Option<String>,
     limiter: RateLimiter,
+    /// When the client last sent anything but a heartbeat (for `inactivity_timeout`).
+    last_activity: Instant,
 }
 
 static PONG: Utf8Bytes = Utf8Bytes::from_static(r#"{"event":"pusher:pong","data":{}}"#);
@@ -217,6 +294,7 @@ impl Session {
             subscriptions: HashMap::new(),
             user_id: None,
             limiter,
+            last_activity: Instant::now(),
         }
     }
 
@@ -235,15 +313,31 @@ impl Session {
 
         let activity = Duration::from_secs(self.state.config.activity_timeout);
         let pong_wait = Duration::from_secs(self.state.config.pong_timeout);
+        let inactivity = self.state.config.inactivity_timeout;
+        let idle_limit = (inactivity > 0).then(|| Duration::from_secs(inactivity));
         let mut deadline = Instant::now() + activity;
         let mut awaiting_pong = false;
         let mut shutdown = self.state.shutdown.clone();
         let conn = self.conn.clone();
+        let killed = conn.killed();
+        tokio::pin!(killed);
         loop {
+            // Inactivity only counts while nothing is subscribed; `None` also when too far away.
+            let idle_at = idle_limit
+                .filter(|_| self.subscriptions.is_empty())
+                .and_then(|limit| self.last_activity.checked_add(limit));
+            // One timer for both: heartbeats do not move `idle_at`.
+            let wake = idle_at.map_or(deadline, |at| at.min(deadline));
             // Only decide here; the work happens below, once the other branches are dropped.
             let msg = tokio::select! {
                 msg = stream.next() => msg,
-                _ = sleep_until(deadline) => {
+                _ = sleep_until(wake) => {
+                    if idle_at.is_some_and(|at| at <= Instant::now()) {
+                        return Some(ConnectionError::Inactive(inactivity));
+                    }
+                    if Instant::now() < deadline {
+                        continue;
+                    }
                     if awaiting_pong {
                         return Some(ConnectionError::PongNotReceived);
                     }
@@ -252,7 +346,7 @@ impl Session {
                     deadline = Instant::now() + pong_wait;
                     continue;
                 }
-                reason = conn.killed() => return reason.error(),
+                reason = &mut killed => return reason.error(),
                 _ = shutdown.changed() => return Some(ConnectionError::ShuttingDown),
             };
             deadline = Instant::now() + activity;
@@ -270,6 +364,7 @@ impl Session {
                     }
                 }
                 Some(Ok(Message::Binary(_))) => {
+                    self.last_activity = Instant::now();
                     self.conn
                         .send(&wire::error(&ConnectionError::BinaryMessage));
                 }
@@ -280,8 +375,12 @@ impl Session {
     }
 
     async fn handle(&mut self, text: &str) -> Result<(), ConnectionError> {
-        let frame: Frame<&RawValue> =
-            serde_json::from_str(text).map_err(|e| ConnectionError::InvalidJson(e.to_string()))?;
+        let frame = serde_json::from_str::<Frame<&RawValue>>(text);
+        // Anything but a heartbeat counts as activity, even a message that is then rejected.
+        if !matches!(&frame, Ok(f) if f.event == events::PING || f.event == events::PONG) {
+            self.last_activity = Instant::now();
+        }
+        let frame = frame.map_err(|e| ConnectionError::InvalidJson(e.to_string()))?;
         match frame.event.as_str() {
             events::PING => {
                 self.conn.send(&PONG);
@@ -302,7 +401,7 @@ impl Session {
             events::SIGNIN => self
                 .signin(data_as(frame.data).ok_or(ConnectionError::InvalidData(events::SIGNIN))?),
             name if events::is_client_event(name) => {
-                self.client_event(name, frame.channel, frame.data, text.len())
+                self.client_event(name, frame.channel, frame.data)
             }
             other => Err(ConnectionError::UnknownEvent(
                 other.chars().take(64).collect(),
@@ -457,7 +556,6 @@ impl Session {
         event: &str,
         channel: Option<String>,
         data: Option<&RawValue>,
-        size: usize,
     ) -> Result<(), ConnectionError> {
         let cfg = &self.app.config;
         if !cfg.enable_client_events {
@@ -470,7 +568,8 @@ impl Session {
         let Some(user_id) = self.subscriptions.get(&channel) else {
             return Err(ConnectionError::ClientEventNotSubscribed(channel));
         };
-        if size > self.app.max_payload_bytes() {
+        // The limit is on the event's data, as on the HTTP API, not on the whole frame.
+        if data.map_or(0, wire::data_len) > self.app.max_payload_bytes() {
             return Err(ConnectionError::MessageTooLarge(
                 self.app.max_payload_bytes(),
             ));

@@ -1,5 +1,9 @@
 //! Every error the server reports, and the one place each is mapped to its Pusher code or HTTP status.
 
+use axum::extract::rejection::{
+    BytesRejection, PathRejection, QueryRejection, RawPathParamsRejection,
+};
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chorus_protocol::{ChannelNameError, ErrorCode};
@@ -27,6 +31,8 @@ pub enum ConnectionError {
     ShuttingDown,
     #[error("Pong reply not received in time")]
     PongNotReceived,
+    #[error("Closed after inactivity: no subscription and nothing but heartbeats for {0} s")]
+    Inactive(u64),
     #[error("Connection terminated by the app")]
     Terminated,
     #[error("Invalid JSON: {0}")]
@@ -71,6 +77,7 @@ impl ConnectionError {
             OverCapacity | SlowConsumer => ErrorCode::OverCapacity,
             ShuttingDown => ErrorCode::ReconnectImmediately,
             PongNotReceived => ErrorCode::PongNotReceived,
+            Inactive(_) => ErrorCode::ClosedAfterInactivity,
             InvalidJson(_) | UnknownEvent(_) | InvalidData(_) | InvalidChannel(_)
             | MessageTooLarge(_) | BinaryMessage => ErrorCode::InvalidMessage,
             ClientEventsDisabled
@@ -95,6 +102,7 @@ impl ConnectionError {
                 | SlowConsumer
                 | ShuttingDown
                 | PongNotReceived
+                | Inactive(_)
                 | Terminated
         )
     }
@@ -137,6 +145,12 @@ pub enum ApiError {
     PayloadTooLarge(String),
     #[error("Not found")]
     NotFound,
+    #[error("Method {0} is not allowed on this path")]
+    MethodNotAllowed(String),
+    /// A request one of axum's extractors refused (bad path parameter, not a WebSocket upgrade…),
+    /// with the status axum chose for it.
+    #[error("{message}")]
+    Rejected { status: StatusCode, message: String },
     #[error("{0}")]
     Unavailable(#[from] crate::adapter::AdapterError),
 }
@@ -148,7 +162,37 @@ impl ApiError {
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Rejected { status, .. } => *status,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+}
+
+/// axum's extractor rejections answer in plain text; these make them JSON like every API error.
+macro_rules! rejections_are_api_errors {
+    ($($rejection:ty),*) => {$(
+        impl From<$rejection> for ApiError {
+            fn from(r: $rejection) -> Self {
+                Self::Rejected { status: r.status(), message: r.body_text() }
+            }
+        }
+    )*};
+}
+rejections_are_api_errors!(
+    PathRejection,
+    RawPathParamsRejection,
+    QueryRejection,
+    WebSocketUpgradeRejection
+);
+
+impl From<BytesRejection> for ApiError {
+    fn from(e: BytesRejection) -> Self {
+        match e.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => {
+                Self::PayloadTooLarge("request body is over the server's limit".into())
+            }
+            _ => Self::BadRequest(e.body_text()),
         }
     }
 }

@@ -10,11 +10,12 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{
     FromRequest, FromRequestParts, OriginalUri, Path, RawPathParams, Request, State,
 };
-use axum::http::{Method, StatusCode, Uri};
+use axum::http::request::Parts;
+use axum::http::{Method, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -30,6 +31,7 @@ use crate::app::App;
 use crate::channels::ChannelInfo;
 use crate::error::ApiError;
 use crate::state::ServerState;
+use crate::wire;
 
 /// How far `auth_timestamp` may be from the server's clock.
 pub const MAX_CLOCK_SKEW_SECS: u64 = 600;
@@ -42,6 +44,21 @@ pub const MAX_EVENT_NAME_LEN: usize = 200;
 
 type AppState = State<Arc<ServerState>>;
 type ApiResult = Result<Response, ApiError>;
+
+/// [`Path`] whose rejection (e.g. a parameter that is not UTF-8) is a JSON [`ApiError`].
+pub struct ApiPath<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for ApiPath<T>
+where
+    Path<T>: FromRequestParts<S, Rejection = PathRejection>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        Ok(Self(Path::<T>::from_request_parts(parts, state).await?.0))
+    }
+}
 
 pub fn routes() -> Router<Arc<ServerState>> {
     Router::new()
@@ -70,9 +87,7 @@ impl FromRequest<Arc<ServerState>> for Signed {
 
     async fn from_request(req: Request, state: &Arc<ServerState>) -> Result<Self, ApiError> {
         let (mut parts, body) = req.into_parts();
-        let path_params = RawPathParams::from_request_parts(&mut parts, state)
-            .await
-            .map_err(|_| ApiError::NotFound)?;
+        let path_params = RawPathParams::from_request_parts(&mut parts, state).await?;
         let app_id = path_params
             .iter()
             .find(|(k, _)| *k == "app_id")
@@ -84,9 +99,7 @@ impl FromRequest<Arc<ServerState>> for Signed {
             .map(|u| u.0.clone())
             .unwrap_or_else(|| parts.uri.clone());
         let method = parts.method.clone();
-        let body = Bytes::from_request(Request::from_parts(parts, body), state)
-            .await
-            .map_err(body_error)?;
+        let body = Bytes::from_request(Request::from_parts(parts, body), state).await?;
         let (app, params) = authenticate(state, &app_id, &method, &uri, &body)?;
         Ok(Self { app, params, body })
     }
@@ -148,15 +161,6 @@ fn authenticate(
         return Err(unauthorized("invalid auth_signature"));
     }
     Ok((Arc::clone(app), params))
-}
-
-fn body_error(e: BytesRejection) -> ApiError {
-    match e.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => {
-            ApiError::PayloadTooLarge("request body is over the server's limit".into())
-        }
-        _ => ApiError::BadRequest(e.body_text()),
-    }
 }
 
 /// A channel name from the path, checked.
@@ -285,22 +289,15 @@ fn validate_event<'a>(app: &App, body: EventBody<'a>) -> Result<Event<'a>, ApiEr
         }
     }
     let raw = body.data.get();
-    let (data, len) = if raw.starts_with('"') {
-        // Escapes make the literal longer than the string; decode only when there are any.
-        let len = if raw.contains('\\') {
-            serde_json::from_str::<String>(raw)
-                .map(|s| s.len())
-                .unwrap_or(raw.len())
-        } else {
-            raw.len() - 2
-        };
-        (DataText::Literal(body.data), len)
+    let len = wire::data_len(body.data);
+    let data = if raw.starts_with('"') {
+        DataText::Literal(body.data)
     } else {
         // Pusher's data is a string: a JSON value is sent as its text.
         let literal = serde_json::to_string(raw).unwrap_or_default();
         let encoded =
             RawValue::from_string(literal).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-        (DataText::Encoded(encoded), raw.len())
+        DataText::Encoded(encoded)
     };
     if len > app.max_payload_bytes() {
         return Err(ApiError::PayloadTooLarge(format!(
@@ -442,7 +439,7 @@ async fn channels(State(state): AppState, req: Signed) -> ApiResult {
 
 async fn channel(
     State(state): AppState,
-    Path((_, name)): Path<(String, String)>,
+    ApiPath((_, name)): ApiPath<(String, String)>,
     req: Signed,
 ) -> ApiResult {
     let kind = channel_param(&name)?;
@@ -460,7 +457,7 @@ async fn channel(
 
 async fn users(
     State(state): AppState,
-    Path((_, name)): Path<(String, String)>,
+    ApiPath((_, name)): ApiPath<(String, String)>,
     req: Signed,
 ) -> ApiResult {
     if channel_param(&name)? != ChannelKind::Presence {
@@ -480,7 +477,7 @@ async fn users(
 
 async fn terminate(
     State(state): AppState,
-    Path((_, user_id)): Path<(String, String)>,
+    ApiPath((_, user_id)): ApiPath<(String, String)>,
     req: Signed,
 ) -> ApiResult {
     if user_id.is_empty() {
@@ -495,7 +492,7 @@ pub const MAX_HISTORY_LIMIT: usize = 1000;
 
 async fn history(
     State(state): AppState,
-    Path((_, name)): Path<(String, String)>,
+    ApiPath((_, name)): ApiPath<(String, String)>,
     req: Signed,
 ) -> ApiResult {
     channel_param(&name)?;

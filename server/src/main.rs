@@ -14,12 +14,13 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let loaded = Config::load(&cli)?;
-    let filter = std::env::var("RUST_LOG")
-        .ok()
-        .and_then(|f| EnvFilter::try_new(f).ok())
-        .unwrap_or_else(|| {
-            EnvFilter::try_new(&loaded.config.log).unwrap_or_else(|_| EnvFilter::new("info"))
-        });
+    // Config::load already chose between --log/CHORUS_LOG, RUST_LOG and the file.
+    let filter = EnvFilter::try_new(&loaded.config.log).with_context(|| {
+        format!(
+            "invalid log filter {:?} (from --log, CHORUS_LOG, RUST_LOG or the config file)",
+            loaded.config.log
+        )
+    })?;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)

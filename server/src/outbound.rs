@@ -3,7 +3,8 @@
 //!
 //! Pushing never waits. When a connection's queue is full it is a slow consumer: it is marked for
 //! closing (4100) and further frames are dropped for it alone, so memory stays bounded and nobody
-//! else is held up.
+//! else is held up. The writer task watches the kill signal itself and writes the goodbye
+//! (`pusher:error` and close) directly on the socket, since the full queue cannot carry it.
 
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
@@ -12,15 +13,6 @@ use axum::extract::ws::Utf8Bytes;
 use tokio::sync::{mpsc, Notify};
 
 use crate::error::ConnectionError;
-
-/// What the writer task sends on the socket.
-#[derive(Debug)]
-pub enum Outbound {
-    /// An encoded text frame; the bytes are shared by every recipient of a broadcast.
-    Text(Utf8Bytes),
-    /// Close the socket with this code and reason after what was queued before it.
-    Close(u16, String),
-}
 
 /// Why a connection was told to close from outside its own task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,7 +35,8 @@ impl KillReason {
 
 struct Shared {
     socket_id: Box<str>,
-    tx: mpsc::Sender<Outbound>,
+    /// Encoded text frames; the bytes are shared by every recipient of a broadcast.
+    tx: mpsc::Sender<Utf8Bytes>,
     kill: AtomicU8,
     killed: Notify,
 }
@@ -61,7 +54,7 @@ impl std::fmt::Debug for ConnHandle {
 }
 
 impl ConnHandle {
-    pub fn new(socket_id: String, tx: mpsc::Sender<Outbound>) -> Self {
+    pub fn new(socket_id: String, tx: mpsc::Sender<Utf8Bytes>) -> Self {
         Self(Arc::new(Shared {
             socket_id: socket_id.into_boxed_str(),
             tx,
@@ -77,7 +70,7 @@ impl ConnHandle {
     /// Queues a frame without waiting. Returns false (and marks the connection for closing) when
     /// the queue is full; returns false quietly when the connection is already gone.
     pub fn send(&self, frame: &Utf8Bytes) -> bool {
-        match self.0.tx.try_send(Outbound::Text(frame.clone())) {
+        match self.0.tx.try_send(frame.clone()) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
                 self.kill(KillReason::SlowConsumer);
@@ -87,7 +80,7 @@ impl ConnHandle {
         }
     }
 
-    /// Asks the connection's task to close it; the first reason given wins.
+    /// Asks the connection's tasks (reader and writer) to close it; the first reason given wins.
     pub fn kill(&self, reason: KillReason) {
         if self
             .0
@@ -100,18 +93,23 @@ impl ConnHandle {
             )
             .is_ok()
         {
-            self.0.killed.notify_one();
+            // Both the reader and the writer wait for this; either may not be waiting yet, which
+            // `killed` covers by checking the flag after registering.
+            self.0.killed.notify_waiters();
         }
     }
 
     /// Resolves once [`Self::kill`] was called, with its reason.
     pub async fn killed(&self) -> KillReason {
         loop {
+            // Created before the check: `notify_waiters` reaches it even before its first poll,
+            // so a kill between the check and the await is not missed.
+            let notified = self.0.killed.notified();
             let reason = self.kill_reason();
             if reason != KillReason::None {
                 return reason;
             }
-            self.0.killed.notified().await;
+            notified.await;
         }
     }
 
@@ -121,10 +119,6 @@ impl ConnHandle {
             2 => KillReason::Terminated,
             _ => KillReason::None,
         }
-    }
-
-    pub(crate) fn sender(&self) -> &mpsc::Sender<Outbound> {
-        &self.0.tx
     }
 
     pub fn same(&self, other: &ConnHandle) -> bool {
@@ -148,6 +142,19 @@ mod tests {
         // The first reason wins.
         h.kill(KillReason::Terminated);
         assert_eq!(h.killed().await, KillReason::SlowConsumer);
-        assert!(matches!(rx.recv().await, Some(Outbound::Text(_))));
+        assert_eq!(rx.recv().await.as_deref(), Some("x"));
+    }
+
+    #[tokio::test]
+    async fn every_waiter_sees_the_kill() {
+        let (tx, _rx) = mpsc::channel(1);
+        let h = ConnHandle::new("1.1".into(), tx);
+        let (a, b) = (h.clone(), h.clone());
+        let reader = tokio::spawn(async move { a.killed().await });
+        let writer = tokio::spawn(async move { b.killed().await });
+        tokio::task::yield_now().await;
+        h.kill(KillReason::Terminated);
+        assert_eq!(reader.await.unwrap(), KillReason::Terminated);
+        assert_eq!(writer.await.unwrap(), KillReason::Terminated);
     }
 }

@@ -7,8 +7,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{DefaultBodyLimit, Path, Query, Request, State, WebSocketUpgrade};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::{DefaultBodyLimit, Query, Request, State, WebSocketUpgrade};
+use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -23,6 +25,7 @@ use crate::app::Apps;
 use crate::config::{AdapterKind, Config};
 use crate::connection::{self, ConnectRequest};
 use crate::error::ApiError;
+use crate::http_api::ApiPath;
 use crate::state::ServerState;
 use crate::{http_api, metrics};
 
@@ -136,7 +139,9 @@ async fn sweep_history(state: std::sync::Weak<ServerState>) {
 
 pub fn router(state: Arc<ServerState>) -> Router {
     let body_limit = state.config.max_request_kb.saturating_mul(1024);
+    // Set before the layers, so API 405s are counted in the metrics like other API answers.
     let api = http_api::routes()
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn_with_state(
             Arc::clone(&state),
@@ -148,16 +153,24 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .route("/metrics", get(metrics_text))
         .merge(api)
         .fallback(|| async { ApiError::NotFound })
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
 }
 
+/// A known path with another method: JSON like every error (axum still adds the `Allow` header).
+async fn method_not_allowed(method: Method) -> ApiError {
+    ApiError::MethodNotAllowed(method.to_string())
+}
+
 async fn websocket(
-    ws: WebSocketUpgrade,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
     State(state): State<Arc<ServerState>>,
-    Path(key): Path<String>,
-    Query(query): Query<HashMap<String, String>>,
+    ApiPath(key): ApiPath<String>,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
     headers: HeaderMap,
-) -> Response {
+) -> Result<Response, ApiError> {
+    let Query(query) = query?;
+    let ws = ws?;
     let max = state.config.max_message_kb.saturating_mul(1024);
     let request = ConnectRequest {
         key,
@@ -169,11 +182,12 @@ async fn websocket(
     };
     // tungstenite's 128 KiB default buffers would cost every idle connection 128 KiB; reads and
     // writes simply loop over smaller chunks.
-    ws.max_message_size(max)
+    Ok(ws
+        .max_message_size(max)
         .max_frame_size(max)
         .read_buffer_size(READ_BUFFER)
         .write_buffer_size(WRITE_BUFFER)
-        .on_upgrade(move |socket| connection::serve(socket, state, request))
+        .on_upgrade(move |socket| connection::serve(socket, state, request)))
 }
 
 /// 200 `ok`; 200 `degraded` when the cluster adapter cannot reach Redis (local subscribers are

@@ -7,6 +7,7 @@ use chorus_protocol::frame::{
     ErrorData, OutFrame, Recovery, StreamPosition, SubscriptionErrorData,
 };
 use serde::Serialize;
+use serde_json::value::RawValue;
 
 use crate::error::{ConnectionError, SubscriptionError};
 
@@ -64,6 +65,20 @@ pub fn subscription_error(channel: &str, err: &SubscriptionError) -> Utf8Bytes {
         },
         None,
     )
+}
+
+/// The size of an event's `data` as the payload limit counts it: a JSON string counts as the text
+/// it holds (escapes decoded), any other value as its JSON text.
+pub fn data_len(data: &RawValue) -> usize {
+    let raw = data.get();
+    match raw.strip_prefix('"').and_then(|r| r.strip_suffix('"')) {
+        // Escapes make the literal longer than the string; decode only when there are any.
+        Some(inner) if raw.contains('\\') => serde_json::from_str::<String>(raw)
+            .map(|s| s.len())
+            .unwrap_or(inner.len()),
+        Some(inner) => inner.len(),
+        None => raw.len(),
+    }
 }
 
 /// A frame whose `data` is a JSON document sent as a string, as Pusher does for its own events.

@@ -230,6 +230,25 @@ async fn authentication_failures_are_401_with_a_json_message() {
     assert_eq!(status, 401);
     assert!(err["error"].as_str().unwrap().contains("body_md5"), "{err}");
 
+    // A body, but no body_md5 among the (correctly signed) parameters.
+    let ts = now().to_string();
+    let params = [
+        ("auth_key", KEY),
+        ("auth_timestamp", ts.as_str()),
+        ("auth_version", "1.0"),
+    ];
+    let sig = sign::sign_api_request(SECRET, "POST", path, params.iter().copied());
+    let q = format!("auth_key={KEY}&auth_timestamp={ts}&auth_version=1.0&auth_signature={sig}");
+    let (status, err) = api.send_post(&format!("{path}?{q}"), body.clone()).await;
+    assert_eq!(status, 401, "{err}");
+    assert!(
+        err["error"]
+            .as_str()
+            .unwrap()
+            .contains("body_md5 is missing"),
+        "{err}"
+    );
+
     // Tampered query parameter.
     let q = api.signed_query(
         "GET",
@@ -284,6 +303,107 @@ async fn bad_requests() {
     }
     let (status, _) = api.get("/nothing-here", &[]).await;
     assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn a_trigger_may_target_exactly_100_channels() {
+    let server = TestServer::start().await;
+    let mut first = server.connect().await;
+    let mut last = server.connect().await;
+    first.subscribe("c0").await;
+    last.subscribe("c99").await;
+    let channels: Vec<String> = (0..100).map(|i| format!("c{i}")).collect();
+    let (status, body) = server
+        .api()
+        .post(
+            "/events",
+            json!({"name":"e","channels":channels,"data":"{}"}),
+        )
+        .await;
+    assert_eq!((status, body), (200, json!({})));
+    assert_eq!(first.expect_event("e").await["channel"], "c0");
+    assert_eq!(last.expect_event("e").await["channel"], "c99");
+}
+
+#[tokio::test]
+async fn wrong_methods_and_bad_paths_get_json_errors() {
+    use reqwest::Method;
+    let server = TestServer::start().await;
+    let http = reqwest::Client::new();
+    let base = format!("http://{}", server.addr);
+    let json_error = |res: reqwest::Response| async move {
+        let kind = res
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        assert!(
+            kind.starts_with("application/json"),
+            "content-type {kind:?}"
+        );
+        let v: Value = res.json().await.expect("JSON body");
+        v["error"].as_str().expect("error message").to_owned()
+    };
+
+    // A known path with the wrong method: 405 with the allowed methods, JSON like every error.
+    let wrong_methods = [
+        (Method::GET, "/apps/app-id/events", "POST"),
+        (Method::GET, "/apps/app-id/batch_events", "POST"),
+        (Method::POST, "/apps/app-id/channels", "GET"),
+        (Method::DELETE, "/apps/app-id/channels/c", "GET"),
+        (
+            Method::GET,
+            "/apps/app-id/users/u/terminate_connections",
+            "POST",
+        ),
+        (Method::POST, "/up", "GET"),
+        (Method::POST, "/app/app-key", "GET"),
+    ];
+    for (method, path, allowed) in wrong_methods {
+        let res = http
+            .request(method.clone(), format!("{base}{path}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status().as_u16(), 405, "{method} {path}");
+        let allow = res
+            .headers()
+            .get("allow")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        assert!(allow.contains(allowed), "{method} {path}: Allow {allow:?}");
+        let message = json_error(res).await;
+        assert!(
+            message.contains(method.as_str()),
+            "{method} {path}: {message}"
+        );
+    }
+
+    // Path parameters that are not UTF-8, and a WebSocket path requested without an upgrade.
+    let bad = [
+        "/apps/app-id/channels/%FF",
+        "/apps/app-id/channels/%FF/users",
+        "/apps/app-id/channels/%FF/history",
+        "/apps/%FF/channels",
+        "/app/%FF?protocol=7",
+        "/app/app-key?protocol=7",
+    ];
+    for path in bad {
+        let res = http.get(format!("{base}{path}")).send().await.unwrap();
+        assert_eq!(res.status().as_u16(), 400, "{path}");
+        assert!(!json_error(res).await.is_empty(), "{path}");
+    }
+    let res = http
+        .post(format!(
+            "{base}/apps/app-id/users/%FF/terminate_connections"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 400);
+    json_error(res).await;
 }
 
 #[tokio::test]

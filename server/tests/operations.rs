@@ -86,6 +86,9 @@ async fn graceful_shutdown_tells_clients_to_reconnect() {
 
 #[tokio::test]
 async fn a_slow_consumer_is_disconnected_and_others_keep_receiving() {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+
     let server = TestServer::start_with(|c| c.outbound_queue = 64).await;
     let api = server.api();
     let mut slow = server.connect().await;
@@ -97,60 +100,76 @@ async fn a_slow_consumer_is_disconnected_and_others_keep_receiving() {
     let data = "x".repeat(9 * 1024);
     let reader = tokio::spawn(async move {
         let mut n = 0u32;
-        while let Some(ev) = fast.next_within(Duration::from_secs(5)).await {
-            if ev["event"] == "e" {
-                n += 1;
-            }
-            if n == 1200 {
-                break;
+        loop {
+            let ev = fast.next_event().await;
+            match ev["event"].as_str() {
+                Some("e") => n += 1,
+                Some("done") => return n,
+                _ => {}
             }
         }
-        n
     });
-    let metric_connections = || async {
-        let text = reqwest::get(format!("http://{}/metrics", server.addr))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        text.lines()
-            .find(|l| l.starts_with("chorus_connections{"))
-            .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-            .unwrap()
+    let subscribers = || async {
+        let (status, info) = api
+            .get("/channels/firehose", &[("info", "subscription_count")])
+            .await;
+        assert_eq!(status, 200, "{info}");
+        info["subscription_count"].as_u64()
     };
-    let mut dropped_at = None;
-    for i in 0..120 {
+    let mut sent = 0u32;
+    let mut dropped = false;
+    for _ in 0..120 {
         let batch: Vec<Value> = (0..10)
             .map(|_| json!({"name":"e","channel":"firehose","data":data}))
             .collect();
         let (status, _) = api.post("/batch_events", json!({ "batch": batch })).await;
         assert_eq!(status, 200);
-        if dropped_at.is_none() && metric_connections().await == 1 {
-            dropped_at = Some(i);
+        sent += 10;
+        // The killed connection leaves its channels at once; its goodbye waits for it to read.
+        if subscribers().await == Some(1) {
+            dropped = true;
+            break;
         }
     }
-    assert!(
-        dropped_at.is_some(),
-        "the slow consumer was never disconnected"
+    assert!(dropped, "the slow consumer was never disconnected");
+
+    // The slow client reads again (within the server's 2 s close grace): after what the kernel
+    // had buffered, its stream ends with pusher:error 4100 and a 4100 close, not a bare drop.
+    let mut last_error = None;
+    let mut texts_after_error = 0;
+    let close = loop {
+        let msg = tokio::time::timeout(WAIT, slow.ws.next())
+            .await
+            .expect("slow socket ends");
+        match msg {
+            Some(Ok(Message::Text(t))) => {
+                // Only small frames are parsed: the buffered 9 KB events must be read quickly.
+                if t.len() < 1024 && t.as_str().contains("pusher:error") {
+                    let v: Value = serde_json::from_str(t.as_str()).unwrap();
+                    last_error = Some(v["data"].clone());
+                } else if last_error.is_some() {
+                    texts_after_error += 1;
+                }
+            }
+            Some(Ok(Message::Close(frame))) => break frame.map(|f| u16::from(f.code)),
+            Some(Ok(_)) => {}
+            other => panic!("slow socket dropped without a close frame: {other:?}"),
+        }
+    };
+    let err = last_error.expect("a pusher:error before the close");
+    assert_eq!(err["code"], 4100, "{err}");
+    assert_eq!(close, Some(4100));
+    assert_eq!(
+        texts_after_error, 0,
+        "the error is the last frame before the close"
     );
+
+    api.trigger("firehose", "done", "{}").await;
     assert_eq!(
         reader.await.unwrap(),
-        1200,
+        sent,
         "the fast consumer got every event"
     );
-    // The slow client finds its socket closed once it reads what the kernel had buffered.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        use futures_util::StreamExt;
-        match tokio::time::timeout_at(deadline, slow.ws.next())
-            .await
-            .expect("slow socket ends")
-        {
-            Some(Ok(_)) => continue,
-            _ => break,
-        }
-    }
 }
 
 #[tokio::test]

@@ -172,7 +172,80 @@ async fn malformed_input_gets_an_error_and_the_connection_keeps_working() {
     assert_eq!(other.expect_event("hello").await["channel"], "news");
 }
 
-use futures_util::SinkExt;
+use futures_util::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::Message;
+
+/// Sends `pusher:ping` and `pusher:pong` every 250 ms until the server closes the socket;
+/// returns the last `pusher:error` code and the close code.
+async fn ping_until_closed(c: &mut Client) -> (Option<u64>, Option<u16>) {
+    let ping = json!({"event":"pusher:ping","data":{}}).to_string();
+    let pong = json!({"event":"pusher:pong","data":{}}).to_string();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut error = None;
+    loop {
+        assert!(tokio::time::Instant::now() < deadline, "still open");
+        let _ = c.ws.send(Message::text(ping.clone())).await;
+        let _ = c.ws.send(Message::text(pong.clone())).await;
+        let tick = tokio::time::Instant::now() + Duration::from_millis(250);
+        loop {
+            match tokio::time::timeout_at(tick, c.ws.next()).await {
+                Err(_) => break,
+                Ok(Some(Ok(Message::Text(t)))) => {
+                    let v: Value = serde_json::from_str(t.as_str()).expect("json");
+                    if v["event"] == "pusher:error" {
+                        error = v["data"]["code"].as_u64();
+                    }
+                }
+                Ok(Some(Ok(Message::Close(f)))) => return (error, f.map(|f| u16::from(f.code))),
+                Ok(Some(Ok(_))) => {}
+                Ok(Some(Err(_)) | None) => return (error, None),
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn inactive_connections_without_subscriptions_are_closed_with_4202() {
+    let server = TestServer::start_with(|c| c.inactivity_timeout = 1).await;
+    let start = tokio::time::Instant::now();
+    let mut idle = server.connect().await;
+    let mut pinging = server.connect().await;
+    // Heartbeats are not activity: pinging all along (and reading the pongs) does not keep it open.
+    let pinger = tokio::spawn(async move { ping_until_closed(&mut pinging).await });
+    let mut subscribed = server.connect().await;
+    subscribed.subscribe("kept").await;
+    let mut leaving = server.connect().await;
+    leaving.subscribe("brief").await;
+
+    let (err, code) = error_then_close(&mut idle.ws).await;
+    assert_eq!(
+        (err["code"].as_u64(), code),
+        (Some(4202), Some(4202)),
+        "{err}"
+    );
+    assert!(start.elapsed() >= Duration::from_millis(900));
+    assert_eq!(pinger.await.unwrap(), (Some(4202), Some(4202)));
+
+    // A subscribed connection stays, past the timeout, though it sent nothing since.
+    subscribed.expect_silence(Duration::from_millis(500)).await;
+    subscribed
+        .send(json!({"event":"pusher:ping","data":{}}))
+        .await;
+    subscribed.expect_event("pusher:pong").await;
+
+    // Once it leaves its last channel the clock starts, from that (non-heartbeat) message.
+    leaving
+        .send(json!({"event":"pusher:unsubscribe","data":{"channel":"brief"}}))
+        .await;
+    let left = tokio::time::Instant::now();
+    let (err, code) = error_then_close(&mut leaving.ws).await;
+    assert_eq!(
+        (err["code"].as_u64(), code),
+        (Some(4202), Some(4202)),
+        "{err}"
+    );
+    assert!(left.elapsed() >= Duration::from_millis(900));
+}
 
 #[tokio::test]
 async fn oversized_messages() {
@@ -182,9 +255,16 @@ async fn oversized_messages() {
     let mut c = server.connect().await;
     c.subscribe_private("private-room").await;
 
-    // Over the app's 10 KiB event limit but under the socket limit: rejected, connection kept.
-    let big = "y".repeat(11 * 1024);
-    c.send(json!({"event":"client-big","channel":"private-room","data":{"x":big}}))
+    // The app's 10 KiB limit is on the event's data, not the frame around it: data of exactly
+    // 10 KiB passes although the frame is larger.
+    let fits = json!({"x": "y".repeat(10 * 1024 - 8)});
+    assert_eq!(fits.to_string().len(), 10 * 1024);
+    c.send(json!({"event":"client-fits","channel":"private-room","data":fits}))
+        .await;
+    assert_eq!(bystander.expect_event("client-fits").await["data"], fits);
+    // One byte more: rejected, connection kept.
+    let big = json!({"x": "y".repeat(10 * 1024 - 7)});
+    c.send(json!({"event":"client-big","channel":"private-room","data":big}))
         .await;
     let ev = c.expect_event("pusher:error").await;
     assert_eq!(ev["data"]["code"], 4300, "{ev}");

@@ -12,7 +12,10 @@ import {
   connection,
   eventually,
   expectText,
+  holdNextMessagePost,
   launchChromium,
+  messageSentFrames,
+  recordFrames,
   send,
   sleep,
   text,
@@ -27,6 +30,8 @@ async function scenario(t, app, mode) {
   const shot = (page, name) => page.screenshot({ path: join(SHOTS, `${app}${mode === 'dev' ? '-dev' : ''}-${name}.png`) });
   const browser = await launchChromium();
   const problems = [];
+  // What each page's chorus WebSocket received, frame by frame.
+  const frames = {};
   const open = async (who) => {
     const context = await browser.newContext({ viewport: { width: 1120, height: 700 }, acceptDownloads: true });
     const page = await context.newPage();
@@ -37,6 +42,7 @@ async function scenario(t, app, mode) {
         problems.push(`${who}: console: ${m.text()}`);
       }
     });
+    frames[who] = recordFrames(page);
     await page.goto(stack.url);
     return { context, page };
   };
@@ -77,9 +83,28 @@ async function scenario(t, app, mode) {
       await expectText(bruno, '[data-testid=chat-name]', 'Carla');
       await chatItem(ana, 'Bruno').click();
       await expectText(ana, '[data-testid=chat-status]', /online/);
+      // The backend stores and broadcasts the message at once, but its answer reaches Ana's page
+      // only 1.5 s later: until then the page shows the message as pending, once.
+      const hold = await holdNextMessagePost(ana, 1500);
       await send(ana, 'Hi Bruno! Lunch at 1?');
-      // The sender sees it at once, once.
-      await eventually(async () => assert.deepEqual(await bodies(ana), ['Hi Bruno! Lunch at 1?']), 5000, 'optimistic insert');
+      const mine = ana.locator('[data-testid=message]', { hasText: 'Hi Bruno! Lunch at 1?' });
+      await eventually(
+        async () => {
+          assert.deepEqual(await bodies(ana), ['Hi Bruno! Lunch at 1?']);
+          assert.match(await mine.getAttribute('class'), /\bpending\b/);
+          assert.equal((await text(ana, '[data-testid=receipt]')).trim(), 'Sending…');
+          assert.equal(await mine.locator('.ticks').count(), 0, 'no sent tick while pending');
+        },
+        1000,
+        'the optimistic insert (pending) before the backend answers',
+      );
+      assert.equal(hold.state, 'held', 'the pending message was checked before the response reached the page');
+      await shot(ana, '0-ana-sending');
+      await eventually(async () => assert.equal(hold.state, 'released'), 5000, 'the held response');
+      await expectText(ana, '[data-testid=receipt]', 'Sent', 5000);
+      assert.doesNotMatch(await mine.getAttribute('class'), /\bpending\b/, 'a normal sent message once answered');
+      assert.equal(await mine.locator('.ticks').count(), 1, 'the sent tick once answered');
+      assert.deepEqual(await bodies(ana), ['Hi Bruno! Lunch at 1?'], 'once, after the answer too');
       await expectText(bruno, '[data-testid=toast]', 'Hi Bruno! Lunch at 1?');
       await expectText(bruno, '[data-testid=toast]', 'Ana');
       await expectText(chatItem(bruno, 'Ana'), '[data-testid=unread]', '1');
@@ -121,6 +146,19 @@ async function scenario(t, app, mode) {
       await expectText(ana, '[data-testid=receipt]', 'Read');
       await sleep(300); // a duplicate would arrive by now
       assert.deepEqual(await bodies(ana), ['Hi Bruno! Lunch at 1?', 'Here is the menu']);
+      // On the wire, not just on screen (the app would hide a duplicate with the same id): Ana's
+      // socket got the MessageRead that followed on private-chat.1, but no MessageSent for what she
+      // sent (toOthers); Bruno's socket got the live one.
+      assert.ok(
+        frames.Ana.some((f) => f.event === 'App\\Events\\MessageRead' && f.channel === 'private-chat.1'),
+        "Ana's frames are recorded (the MessageRead that made her receipt \"Read\")",
+      );
+      assert.deepEqual(messageSentFrames(frames.Ana), [], 'no MessageSent frame on the sender\'s socket');
+      assert.deepEqual(
+        messageSentFrames(frames.Bruno).map((m) => m.body),
+        ['Here is the menu'],
+        "Bruno's socket got the live MessageSent, once",
+      );
     });
 
     await step('Bruno types: Ana sees "typing…", gone about 3 s after the last keystroke', async () => {
@@ -168,6 +206,13 @@ async function scenario(t, app, mode) {
       await expectText(bruno, '[data-testid=receipt]', 'Read');
       await shot(bruno, `6-bruno-after-restart`);
       assert.deepEqual(await bodies(ana), ['Hi Bruno! Lunch at 1?', 'Here is the menu', 'Still there?', 'Sounds good']);
+      // After the restart too, each socket got the MessageSent of the other's message only.
+      assert.deepEqual(messageSentFrames(frames.Ana).map((m) => m.body), ['Sounds good'], "Ana's socket");
+      assert.deepEqual(
+        messageSentFrames(frames.Bruno).map((m) => m.body),
+        ['Here is the menu', 'Still there?'],
+        "Bruno's socket",
+      );
     });
 
     await step('Bruno closes the page: Ana sees him offline with his last-seen time', async () => {

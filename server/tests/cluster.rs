@@ -315,3 +315,99 @@ async fn nodes_survive_a_redis_restart() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn nodes_with_different_prefixes_on_one_redis_are_separate_servers() {
+    let redis = Redis::start();
+    // `one` and `one_too` are one cluster (same prefix); `two` shares the Redis but not the prefix.
+    let one = Node::start_with_prefix(&redis.url(), NODE_TIMEOUT, "app-one");
+    let one_too = Node::start_with_prefix(&redis.url(), NODE_TIMEOUT, "app-one");
+    let two = Node::start_with_prefix(&redis.url(), NODE_TIMEOUT, "app-two");
+
+    let mut on_one = one.connect().await;
+    let mut on_one_too = one_too.connect().await;
+    let mut on_two = two.connect().await;
+    for c in [&mut on_one, &mut on_one_too, &mut on_two] {
+        c.subscribe("feed").await;
+    }
+    on_one
+        .subscribe_presence("presence-room", "1", json!({"name":"Ann"}))
+        .await;
+    let here = on_two
+        .subscribe_presence("presence-room", "2", json!({"name":"Bo"}))
+        .await;
+    assert_eq!(
+        here["presence"]["ids"],
+        json!(["2"]),
+        "a node of another prefix's member is not listed: {here}"
+    );
+
+    // A trigger on `one` crosses Redis to `one_too`, but never reaches `two`.
+    assert_eq!(one.api().trigger("feed", "from-one", "1").await.0, 200);
+    // (next_event, not expect_event: nothing of `two`'s, like a member_added, may come first.)
+    for c in [&mut on_one, &mut on_one_too] {
+        let ev = c.next_event().await;
+        assert_eq!(ev["event"], "from-one", "{ev}");
+    }
+    // `two`'s own event is the next thing its subscriber gets: the other prefix's event would
+    // have arrived by now (it reached `one_too` through the same Redis).
+    assert_eq!(two.api().trigger("feed", "from-two", "2").await.0, 200);
+    let ev = on_two.next_event().await;
+    assert_eq!(
+        ev["event"], "from-two",
+        "node two got an event of the other prefix: {ev}"
+    );
+    on_two.expect_silence(Duration::from_millis(300)).await;
+    // Nor the other way round; and no member_added for the other prefix's presence member.
+    on_one.expect_silence(Duration::from_millis(300)).await;
+    on_one_too.expect_silence(Duration::from_millis(300)).await;
+
+    // Channel queries count only the prefix's own cluster.
+    let (_, info) = two
+        .api()
+        .get("/channels/feed", &[("info", "subscription_count")])
+        .await;
+    assert_eq!(info, json!({"occupied":true,"subscription_count":1}));
+    let (_, info) = one
+        .api()
+        .get("/channels/feed", &[("info", "subscription_count")])
+        .await;
+    assert_eq!(
+        info,
+        json!({"occupied":true,"subscription_count":2}),
+        "same prefix: both nodes' subscribers are counted"
+    );
+    let (_, users) = two.api().get("/channels/presence-room/users", &[]).await;
+    assert_eq!(users, json!({"users":[{"id":"2"}]}));
+    let (_, users) = one_too
+        .api()
+        .get("/channels/presence-room/users", &[])
+        .await;
+    assert_eq!(users, json!({"users":[{"id":"1"}]}));
+    let (_, info) = two
+        .api()
+        .get("/channels/presence-room", &[("info", "user_count")])
+        .await;
+    assert_eq!(info, json!({"occupied":true,"user_count":1}));
+
+    // A channel only `one` has is unknown to `two`.
+    let mut lone = one.connect().await;
+    lone.subscribe("only-on-one").await;
+    let (_, list) = two.api().get("/channels", &[]).await;
+    let mut names: Vec<&String> = list["channels"].as_object().unwrap().keys().collect();
+    names.sort();
+    assert_eq!(names, ["feed", "presence-room"]);
+    let (_, info) = two
+        .api()
+        .get("/channels/only-on-one", &[("info", "subscription_count")])
+        .await;
+    assert_eq!(info["occupied"], false, "{info}");
+    let (_, list) = one_too.api().get("/channels", &[]).await;
+    assert!(
+        list["channels"]
+            .as_object()
+            .unwrap()
+            .contains_key("only-on-one"),
+        "{list}"
+    );
+}

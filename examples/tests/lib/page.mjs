@@ -70,3 +70,57 @@ export async function send(page, message) {
   await page.locator('[data-testid=composer]').fill(message);
   await page.locator('[data-testid=send]').click();
 }
+
+/**
+ * Records the Pusher-protocol frames the page's chorus WebSocket(s) receive (not Vite's HMR
+ * socket), parsed: `[{ event, channel, data }]` with `data` parsed too when it is JSON text.
+ * Call before `page.goto`; the array fills as frames arrive, across reconnections.
+ */
+export function recordFrames(page) {
+  const frames = [];
+  page.on('websocket', (ws) => {
+    if (!/\/app\/[^/?]+/.test(new URL(ws.url()).pathname)) return;
+    ws.on('framereceived', ({ payload }) => {
+      let frame;
+      try {
+        frame = JSON.parse(payload.toString());
+      } catch {
+        return;
+      }
+      if (typeof frame.data === 'string') {
+        try {
+          frame.data = JSON.parse(frame.data);
+        } catch {
+          /* plain string data */
+        }
+      }
+      frames.push(frame);
+    });
+  });
+  return frames;
+}
+
+/** The `App\Events\MessageSent` frames among `frames`, as their messages. */
+export const messageSentFrames = (frames) =>
+  frames.filter((f) => f.event === 'App\\Events\\MessageSent').map((f) => f.data.message);
+
+/**
+ * Holds the page's next POST of a chat message: the request reaches the backend at once (so the
+ * message is stored and broadcast), but its response reaches the page only `ms` later.
+ * Returns `{ state }` with `state` 'waiting' (no such POST yet), 'held' or 'released'.
+ */
+export async function holdNextMessagePost(page, ms) {
+  const hold = { state: 'waiting' };
+  const pattern = (url) => /^\/api\/chats\/\d+\/messages$/.test(url.pathname);
+  const handler = async (route) => {
+    if (hold.state !== 'waiting' || route.request().method() !== 'POST') return route.fallback();
+    hold.state = 'held';
+    const response = await route.fetch();
+    await sleep(ms);
+    hold.state = 'released';
+    await route.fulfill({ response });
+    await page.unroute(pattern, handler).catch(() => {});
+  };
+  await page.route(pattern, handler);
+  return hold;
+}

@@ -122,6 +122,11 @@ pub struct Node {
 
 impl Node {
     pub fn start(redis_url: &str, node_timeout_secs: u64) -> Self {
+        Self::start_with_prefix(redis_url, node_timeout_secs, "test")
+    }
+
+    /// A node whose keys and pub/sub channel in Redis start with `redis_prefix`.
+    pub fn start_with_prefix(redis_url: &str, node_timeout_secs: u64, redis_prefix: &str) -> Self {
         let port = free_port();
         let dir = temp_dir("node");
         let config = dir.join("chorus.toml");
@@ -132,7 +137,7 @@ impl Node {
 port = {port}
 adapter = "redis"
 redis_url = "{redis_url}"
-redis_prefix = "test"
+redis_prefix = "{redis_prefix}"
 node_timeout = {node_timeout_secs}
 shutdown_timeout = 2
 

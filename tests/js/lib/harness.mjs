@@ -180,8 +180,14 @@ export function defaultApp(overrides = {}) {
   };
 }
 
-export function renderConfig({ activityTimeout = 30, apps = [defaultApp()] } = {}) {
-  const lines = [`activity_timeout = ${activityTimeout}`, ''];
+/**
+ * The TOML config. `settings` are extra top-level keys, e.g. the Redis adapter's
+ * ({ adapter: 'redis', redis_url, redis_prefix, node_timeout }).
+ */
+export function renderConfig({ activityTimeout = 30, apps = [defaultApp()], settings = {} } = {}) {
+  const lines = [`activity_timeout = ${activityTimeout}`];
+  for (const [k, v] of Object.entries(settings)) lines.push(`${k} = ${tomlValue(v)}`);
+  lines.push('');
   for (const app of apps) {
     lines.push('[[apps]]');
     for (const [k, v] of Object.entries(app)) lines.push(`${k} = ${tomlValue(v)}`);
@@ -214,7 +220,7 @@ process.on('exit', () => {
 
 /**
  * Starts a chorus process. Returns { port, httpUrl, logs(), logsSince(mark), stop() }.
- * Options: { activityTimeout, apps } (see renderConfig), startTimeout (ms).
+ * Options: { activityTimeout, apps, settings } (see renderConfig), startTimeout (ms).
  */
 export async function startServer(options = {}) {
   if (!existsSync(CHORUS_BIN)) {

@@ -116,7 +116,7 @@ export interface ChorusOptions {
   wsHost?: string;
   /** Port for ws:// (default 80). */
   wsPort?: number;
-  /** Port for wss:// (default `wsPort`, else 443). */
+  /** Port for wss:// (default `wsPort`, else 443); also where the client goes after a 4000 close ("SSL only"). */
   wssPort?: number;
   /** Use wss://; default: whether the page is served over https. */
   forceTLS?: boolean;
@@ -141,7 +141,7 @@ export interface ChorusOptions {
   unavailableTimeout?: number;
   /** First backoff step (ms); steps grow by 1.6x, each delay drawn at random below the step. Default 250. */
   reconnectBaseDelay?: number;
-  /** Cap of the backoff steps (ms). Default 10000. */
+  /** Cap of the backoff (ms): no wait before a reconnect attempt is longer, however many failed. Default 10000. */
   maxReconnectDelay?: number;
   /** Where to load the wasm from, or its bytes / a compiled module. Default: next to the JS file. */
   wasm?: string | URL | Request | Response | BufferSource | WebAssembly.Module;

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the browser SDK: sdk-wasm/ (Rust) -> wasm-pack (release, profile wasm-release) -> wasm-opt -Oz
-# -> npm/dist/, then prints what a page downloads (raw and gzip bytes).
+# -> short import/export names (wasm-opt + sdk-wasm/minify-glue.mjs) -> esbuild -> npm/dist/, then
+# prints what a page downloads (raw and gzip bytes; tests/sdk compares it with pusher-js + Echo).
 # Needs scripts/install-wasm-toolchain.sh to have run.
 set -euo pipefail
 
@@ -27,7 +28,15 @@ wasm-opt -Oz --converge --zero-filled-memory --strip-debug --strip-producers --s
   --enable-bulk-memory --enable-bulk-memory-opt --enable-nontrapping-float-to-int --enable-sign-ext \
   --enable-mutable-globals --enable-reference-types --enable-multivalue \
   sdk-wasm/pkg/chorus_sdk_bg.wasm -o npm/dist/chorus_sdk_bg.wasm
+# Shorter names for what the wasm and the glue share (wasm-bindgen's imports carry a 16-hex-digit
+# hash each, in both files): wasm-opt renames them in the wasm and prints the map, minify-glue.mjs
+# applies it to the glue (and fails the build on anything it does not recognize).
+wasm-opt --minify-imports-and-exports-and-modules \
+  --enable-bulk-memory --enable-bulk-memory-opt --enable-nontrapping-float-to-int --enable-sign-ext \
+  --enable-mutable-globals --enable-reference-types --enable-multivalue \
+  npm/dist/chorus_sdk_bg.wasm -o npm/dist/chorus_sdk_bg.wasm >sdk-wasm/pkg/names.json
 cp sdk-wasm/pkg/chorus_sdk.js npm/dist/chorus_sdk.js
+node sdk-wasm/minify-glue.mjs sdk-wasm/pkg/names.json npm/dist/chorus_sdk_bg.wasm npm/dist/chorus_sdk.js
 # One minified ESM file: the wrapper (npm/src/index.js) with the wasm-bindgen glue. The wasm is found
 # next to it through `new URL('chorus_sdk_bg.wasm', import.meta.url)`.
 esbuild npm/src/index.js --bundle --format=esm --minify --target=es2020 --log-level=warning \

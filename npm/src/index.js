@@ -222,15 +222,17 @@ export class Chorus {
     const loc = globalThis.location;
     const tls = o.forceTLS ?? loc?.protocol === 'https:';
     const host = o.wsHost ?? loc?.hostname ?? '127.0.0.1';
-    const port = tls ? (o.wssPort ?? o.wsPort ?? 443) : (o.wsPort ?? 80);
+    // The wss:// URL also serves when a server closes with 4000 ("SSL only"): the engine switches to it.
+    const url = (scheme, port) =>
+      scheme + host + ':' + port + '/app/' + encodeURIComponent(o.key) + '?protocol=7&client=chorus-js&version=' + VERSION + '&flash=false';
+    const tlsUrl = url('wss://', o.wssPort ?? o.wsPort ?? 443);
     const headers = {
       ...(o.csrfToken && { 'X-CSRF-TOKEN': o.csrfToken }),
       ...(o.bearerToken && { Authorization: 'Bearer ' + o.bearerToken }),
     };
     this._opts = {
-      url:
-        (tls ? 'wss://' : 'ws://') + host + ':' + port + '/app/' + encodeURIComponent(o.key) +
-        '?protocol=7&client=chorus-js&version=' + VERSION + '&flash=false',
+      url: tls ? tlsUrl : url('ws://', o.wsPort ?? 80),
+      tlsUrl,
       authEndpoint: o.authEndpoint ?? '/broadcasting/auth',
       authHeaders: { ...headers, ...o.auth?.headers },
       userEndpoint: o.userAuthentication?.endpoint ?? '/broadcasting/user-auth',

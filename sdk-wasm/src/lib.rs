@@ -11,9 +11,10 @@
 //! the whole `frame`; when subscribing, the engine asks it (`host.position(channel)`) for the
 //! position to `recover` from: a resubscription after a reconnect has one, a new channel none.
 //!
-//! Size matters (the whole download should stay near pusher-js + laravel-echo, ~21 KB gzip): JSON is
-//! parsed and written by the browser (`JSON.parse`/`JSON.stringify`), there is no `format!`, and
-//! serde is only used through `serde-wasm-bindgen` on the protocol crate's wire types.
+//! Size matters (the whole download must stay within pusher-js + laravel-echo, 20,956 B gzip; the
+//! tests measure both): JSON is parsed and written by the browser (`JSON.parse`/`JSON.stringify`),
+//! there is no `format!`, and serde stays out of the wasm (the protocol crate's wire types are
+//! written as browser objects, see `ToJs`).
 
 #[cfg(target_arch = "wasm32")]
 mod alloc;
@@ -181,6 +182,8 @@ type Emit = (Option<String>, String, JsValue, JsValue, JsValue);
 
 struct St {
     url: String,
+    /// The wss:// URL (port `wssPort`): a 4000 close ("SSL only") switches to it.
+    tls_url: String,
     auth_endpoint: String,
     auth_headers: JsValue,
     user_endpoint: String,
@@ -473,13 +476,17 @@ impl St {
             self.error("PusherError", data.into());
         }
         match code {
-            // SSL only: switch to wss and go again.
+            // SSL only: the one code of 4000-4099 that reconnects (as pusher-js does): switch to
+            // wss:// (and `wssPort`) for good and go again at once. Refused on wss:// too: back
+            // off rather than loop.
             4000 => {
-                if let Some(rest) = self.url.strip_prefix("ws://") {
-                    self.url = concat(&["wss://", rest]);
+                if self.url != self.tls_url {
+                    self.url = self.tls_url.clone();
+                    self.attempt = 0;
+                    self.retry(sh, 0.0, true);
+                } else {
+                    self.retry(sh, 1000.0, false);
                 }
-                self.attempt = 0;
-                self.retry(sh, 0.0, true);
             }
             // Refused (app unknown or disabled, over quota, bad version, unauthorized): stop.
             4001..=4099 => {
@@ -850,13 +857,15 @@ fn text(opts: &JsValue, key: &str, default: &str) -> String {
 
 #[wasm_bindgen]
 impl Client {
-    /// `opts` (normalized by the JS wrapper): `url`, `authEndpoint`, `authHeaders`, `userEndpoint`,
-    /// `userHeaders`, and optional timings in ms: `activityTimeout`, `pongTimeout`,
-    /// `connectTimeout`, `unavailableTimeout`, `reconnectBaseDelay`, `maxReconnectDelay`.
+    /// `opts` (normalized by the JS wrapper): `url`, `tlsUrl` (the wss:// URL, used after a 4000
+    /// close), `authEndpoint`, `authHeaders`, `userEndpoint`, `userHeaders`, and optional timings
+    /// in ms: `activityTimeout`, `pongTimeout`, `connectTimeout`, `unavailableTimeout`,
+    /// `reconnectBaseDelay`, `maxReconnectDelay`.
     #[wasm_bindgen(constructor)]
     pub fn new(opts: JsValue, host: Host) -> Client {
         let st = St {
             url: text(&opts, "url", ""),
+            tls_url: text(&opts, "tlsUrl", ""),
             auth_endpoint: text(&opts, "authEndpoint", "/broadcasting/auth"),
             auth_headers: get(&opts, "authHeaders"),
             user_endpoint: text(&opts, "userEndpoint", "/broadcasting/user-auth"),

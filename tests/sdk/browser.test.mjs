@@ -225,24 +225,35 @@ describe('in Chromium', () => {
   });
 
   test("the browser's online event retries at once instead of waiting out the backoff", async () => {
-    const page = await open(br, app, srv, '1', { reconnectBaseDelay: 4000, maxReconnectDelay: 60000 });
+    // A first backoff step of 30 s: after the server dies, the next attempt is drawn in [0, 30 s).
+    const page = await open(br, app, srv, '1', { reconnectBaseDelay: 30000, maxReconnectDelay: 60000 });
     await until(async () => (await state(page)) === 'connected', 'connected');
     await srv.kill();
-    // Wait until the client has scheduled a long wait (>= 2.5 s) before its next attempt.
+    // Wait until the pending attempt is due at least 8 s from now (a shorter draw just fails
+    // against the dead server and is replaced by a new one).
     const scheduled = await until(
-      () => page.evaluate(() => log.filter((e) => e[0] === 'connecting_in').find((e) => e[1] >= 2500)),
-      'a long backoff',
-      30000,
+      () =>
+        page.evaluate(() => {
+          const e = log.filter((x) => x[0] === 'connecting_in').pop();
+          return e && e[2] + e[1] - Date.now() >= 8000 ? e : null;
+        }),
+      'an attempt scheduled >= 8 s ahead',
+      60000,
     );
+    const attempts = await page.evaluate(() => log.filter((x) => x[0] === 'connecting_in').length);
     await srv.start();
     const due = scheduled[2] + scheduled[1];
+    const onlineAt = Date.now();
+    assert.ok(due - onlineAt >= 5000, `the backoff is due in ${due - onlineAt} ms: too soon to tell the online event from it`);
     await br.context.setOffline(true);
     await sleep(50);
     await br.context.setOffline(false);
-    const onlineAt = Date.now();
-    await until(async () => (await state(page)) === 'connected', 'connected after online', 2000);
+    await until(async () => (await state(page)) === 'connected', 'connected after online', 3000);
     const at = Date.now();
-    assert.ok(at < due - 200 || due - onlineAt < 500, `connected at ${at - onlineAt} ms after online; backoff was due in ${due - onlineAt} ms`);
+    console.log(`# online event: connected ${at - onlineAt} ms after it; the backoff was due in ${due - onlineAt} ms`);
+    assert.ok(at < due - 2000, `connected ${at - onlineAt} ms after online; backoff was due in ${due - onlineAt} ms`);
+    // It was the online event, not a retry timer, that opened the connection.
+    assert.equal(await page.evaluate(() => log.filter((x) => x[0] === 'connecting_in').length), attempts);
     await page.close();
   });
 });

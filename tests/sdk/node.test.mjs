@@ -3,15 +3,20 @@
 // WebSocket server for close codes and backoff.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import https from 'node:https';
 import { gzipSync } from 'node:zlib';
 import path from 'node:path';
+import os from 'node:os';
+import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 
 import { WebSocket, WebSocketServer } from 'ws';
 
 import { Chorus } from 'chorus-sdk';
 import { APP, HOST, NPM_DIR, chorus, freePort, proxy, redis, sleep, until, web } from './lib/harness.mjs';
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
 
 // Node 20 has no global WebSocket: the SDK uses whatever `globalThis.WebSocket` is.
 globalThis.WebSocket = WebSocket;
@@ -68,24 +73,100 @@ describe('package', () => {
     assert.equal(pkg.exports['.'].types, './index.d.ts');
   });
 
-  test('the TypeScript types compile for typical usage (tsc --noEmit, strict)', () => {
-    const here = path.dirname(new URL(import.meta.url).pathname);
-    execFileSync(path.join(here, 'node_modules', '.bin', 'tsc'), ['-p', path.join(here, 'types', 'tsconfig.json')], {
+  // tsc runs with the project's tsconfig (strict) and --strict on top. usage.ts has typical usage
+  // and negative cases under `// @ts-expect-error`: a directive with no error under it is itself
+  // an error (TS2578), so types widened to `any` make this fail.
+  const TYPES_DIR = path.join(HERE, 'types');
+  const tsc = (project) =>
+    execFileSync(path.join(HERE, 'node_modules', '.bin', 'tsc'), ['-p', project, '--strict', '--pretty', 'false'], {
       encoding: 'utf8',
       stdio: 'pipe',
     });
+  /** Runs tsc on a throwaway project in types/ (it extends types/tsconfig.json); returns its output and whether it failed. */
+  function tscScratch(files, compilerOptions = {}) {
+    const dir = mkdtempSync(path.join(TYPES_DIR, '.scratch-'));
+    try {
+      for (const [name, text] of Object.entries(files)) writeFileSync(path.join(dir, name), text);
+      const config = { extends: '../tsconfig.json', compilerOptions, files: Object.keys(files).filter((f) => f.endsWith('.ts') && !f.endsWith('.d.ts')) };
+      writeFileSync(path.join(dir, 'tsconfig.json'), JSON.stringify(config));
+      try {
+        return { failed: false, out: tsc(path.join(dir, 'tsconfig.json')) };
+      } catch (e) {
+        return { failed: true, out: String(e.stdout) + String(e.stderr) };
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }
+
+  test('the TypeScript types compile for typical usage and reject misuse (tsc --noEmit, strict)', () => {
+    const config = JSON.parse(readFileSync(path.join(TYPES_DIR, 'tsconfig.json'), 'utf8'));
+    assert.equal(config.compilerOptions.strict, true, 'types/tsconfig.json must be strict');
+    const usage = readFileSync(path.join(TYPES_DIR, 'usage.ts'), 'utf8');
+    const expected = usage.split('\n').filter((l) => /^\s*\/\/ @ts-expect-error/.test(l)).length;
+    assert.ok(expected >= 30, `only ${expected} negative cases in usage.ts`);
+    tsc(path.join(TYPES_DIR, 'tsconfig.json'));
   });
 
-  test('what a page downloads (wasm + JS, gzip) stays within pusher-js + laravel-echo (~21 KB)', () => {
+  // Ways the types could silently widen; each must make some negative case of usage.ts fail.
+  const WIDENINGS = {
+    "listen<T>'s data": ['cb: (data: T, meta?: EventMeta) => void): this;\n  listenToAll', 'cb: (data: any, meta?: EventMeta) => void): this;\n  listenToAll'],
+    'ConnectionState': ["export type ConnectionState =\n  | 'initialized'", "export type ConnectionState =\n  | string\n  | 'initialized'"],
+    'connection events': [
+      'on<E extends keyof ConnectionEvents>(event: E, cb: (data: ConnectionEvents[E]) => void): this;',
+      'on(event: string, cb: (data: any) => void): this;',
+    ],
+    'connecting_in': ['connecting_in: number;', 'connecting_in: any;'],
+    'ChorusError': ['error: ChorusError;', 'error: any;'],
+    'option types': ['wsPort?: number;', 'wsPort?: any;'],
+    'unknown options': ['export interface ChorusOptions {', 'export interface ChorusOptions {\n  [option: string]: any;'],
+    'whisper on public channels': ['export class Channel {', 'export class Channel {\n  whisper(event: string, data: unknown): boolean;'],
+    'presence members': ['here(cb: (members: I[]) => void): this;', 'here(cb: (members: any[]) => void): this;'],
+    'socketId()': ['socketId(): string | undefined;', 'socketId(): any;'],
+    'position': ['readonly position: StreamPosition | undefined;', 'readonly position: any;'],
+  };
+
+  test('type check self-test: an unused @ts-expect-error fails; each way of widening the types fails usage.ts', () => {
+    // This compiler reports an unused directive as an error.
+    const unused = tscScratch({
+      'check.ts': "import type { ConnectionState } from 'chorus-sdk';\n// @ts-expect-error\nexport const s: ConnectionState = 'connected';\n",
+    });
+    assert.ok(unused.failed && /TS2578/.test(unused.out), `an unused @ts-expect-error compiled: ${unused.out}`);
+    // usage.ts against widened copies of index.d.ts: unused directives (TS2578), nothing else.
+    const usage = readFileSync(path.join(TYPES_DIR, 'usage.ts'), 'utf8');
+    const types = readFileSync(path.join(NPM_DIR, 'index.d.ts'), 'utf8');
+    for (const [what, [from, to]] of Object.entries(WIDENINGS)) {
+      assert.ok(types.includes(from), `index.d.ts changed: no ${JSON.stringify(from)} (${what})`);
+      const r = tscScratch({ 'usage.ts': usage, 'widened.d.ts': types.replace(from, to) }, { paths: { 'chorus-sdk': ['./widened.d.ts'] } });
+      const errors = r.out.split('\n').filter((l) => /error TS\d+/.test(l));
+      assert.ok(r.failed && errors.length > 0, `usage.ts still compiles with ${what} widened`);
+      assert.deepEqual(errors.filter((l) => !/error TS2578/.test(l)), [], `${what}: errors other than unused directives`);
+    }
+  });
+
+  test('what a page downloads (wasm + JS, gzip) is no larger than pusher-js + laravel-echo (gzip)', () => {
+    // The budget is measured, not assumed: gzip -9 of what a page loads for pusher-js + Echo.
+    const gz = (file) => gzipSync(readFileSync(file), { level: 9 }).length;
+    const dep = (name) => path.join(HERE, 'node_modules', name);
+    const version = (name) => JSON.parse(readFileSync(path.join(dep(name), 'package.json'), 'utf8')).version;
+    const pusherJs = gz(path.join(dep('pusher-js'), 'dist', 'web', 'pusher.min.js'));
+    const echo = gz(path.join(dep('laravel-echo'), 'dist', 'echo.js'));
+    const budget = pusherJs + echo;
     let raw = 0;
-    let gz = 0;
+    let sdk = 0;
+    const parts = [];
     for (const f of ['dist/chorus_sdk_bg.wasm', 'dist/chorus.js']) {
       const bytes = readFileSync(path.join(NPM_DIR, f));
+      const g = gzipSync(bytes, { level: 9 }).length;
       raw += bytes.length;
-      gz += gzipSync(bytes, { level: 9 }).length;
+      sdk += g;
+      parts.push(`${f} ${bytes.length} raw / ${g} gzip`);
     }
-    console.log(`# sdk size: ${raw} bytes raw, ${gz} bytes gzip`);
-    assert.ok(gz <= 21 * 1024, `gzip size ${gz} > 21 KB`);
+    console.log(
+      `# pusher-js ${version('pusher-js')} dist/web/pusher.min.js ${pusherJs} B gzip + laravel-echo ${version('laravel-echo')} dist/echo.js ${echo} B gzip = budget ${budget} B`,
+    );
+    console.log(`# sdk download: ${sdk} B gzip (${raw} B raw): ${parts.join(', ')}`);
+    assert.ok(sdk <= budget, `the SDK download is ${sdk} B gzip, over pusher-js + laravel-echo (${budget} B)`);
   });
 });
 
@@ -546,7 +627,7 @@ describe('close codes and backoff (fake server)', () => {
     ws.send(JSON.stringify({ event: 'pusher:connection_established', data: JSON.stringify({ socket_id: '1.1', activity_timeout: 30 }) }));
   const fake = (extra = {}) => client({ port }, 'http://127.0.0.1:9', '1', extra);
 
-  test('4000-4099: no reconnect, state failed', async () => {
+  test('4001-4099: no reconnect, state failed', async () => {
     conns.length = 0;
     behave = (ws) => {
       established(ws);
@@ -559,6 +640,70 @@ describe('close codes and backoff (fake server)', () => {
     assert.equal(c.rec.errors[0].data.code, 4003);
     assert.ok(conns[0].url.startsWith('/app/app-key?protocol=7'), conns[0].url);
     c.disconnect();
+  });
+
+  test('4000 (SSL only): the next attempt uses wss:// on wssPort, ws:// is not retried', async () => {
+    // pusher-js does the same ("tls_only"): 4000 is the one code of 4000-4099 that reconnects.
+    // A TLS WebSocket server (self-signed certificate) on its own port stands for the wss:// side.
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'chorus-sdk-tls-'));
+    const key = path.join(dir, 'key.pem');
+    const cert = path.join(dir, 'cert.pem');
+    execFileSync('openssl', [
+      'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1',
+      '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', key, '-out', cert,
+    ], { stdio: 'ignore' });
+    const ca = readFileSync(cert);
+    const tlsServer = https.createServer({ key: readFileSync(key), cert: ca });
+    const tls = new WebSocketServer({ server: tlsServer });
+    const tlsConns = [];
+    tls.on('connection', (ws, req) => {
+      tlsConns.push({ at: Date.now(), ws, url: req.url });
+      established(ws);
+      // The first TLS connection is refused with 4000 too: already on TLS, the client backs off.
+      if (tlsConns.length === 1) setTimeout(() => ws.close(4000, 'SSL only'), 50);
+    });
+    await new Promise((r) => tlsServer.listen(0, HOST, r));
+    const tlsPort = tlsServer.address().port;
+    // Every URL the SDK opens; wss:// trusts the test certificate.
+    const urls = [];
+    globalThis.WebSocket = class extends WebSocket {
+      constructor(url, protocols) {
+        urls.push(String(url));
+        super(url, protocols, { ca });
+      }
+    };
+    conns.length = 0;
+    behave = (ws) => {
+      established(ws);
+      setTimeout(() => ws.close(4000, 'SSL only'), 50);
+    };
+    try {
+      const c = fake({ wssPort: tlsPort });
+      await until(() => tlsConns.length === 1, 'a wss:// attempt', 5000);
+      const switched = tlsConns[0].at - conns[0].at - 50;
+      assert.ok(switched < 500, `switched to wss:// after ${switched} ms`);
+      // 4000 again, now on wss://: the client stays on TLS and backs off (no loop of retries).
+      await until(() => tlsConns.length === 2 && c.connection.state === 'connected', 'connected over TLS', 5000);
+      const again = tlsConns[1].at - tlsConns[0].at - 50;
+      assert.ok(again >= 950, `retried wss:// after ${again} ms`);
+      assert.deepEqual(c.rec.errors.map((e) => e.data.code), [4000, 4000]);
+      assert.ok(!c.rec.states.includes('failed'), c.rec.states.join(' '));
+      await sleep(300);
+      c.disconnect();
+      assert.equal(conns.length, 1, 'ws:// was tried again after 4000');
+      assert.deepEqual(
+        urls.map((u) => u.replace(/\/app\/.*/, '')),
+        [`ws://${HOST}:${port}`, `wss://${HOST}:${tlsPort}`, `wss://${HOST}:${tlsPort}`],
+      );
+      assert.ok(tlsConns[0].url.startsWith('/app/app-key?protocol=7'), tlsConns[0].url);
+    } finally {
+      globalThis.WebSocket = WebSocket;
+      for (const ws of tls.clients) ws.terminate();
+      await new Promise((r) => tls.close(r));
+      tlsServer.closeAllConnections();
+      await new Promise((r) => tlsServer.close(r));
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   test('4200-4299: reconnect at once', async () => {
@@ -608,6 +753,32 @@ describe('close codes and backoff (fake server)', () => {
     const gaps = times.slice(1).map((t, i) => t - times[i]);
     const bunched = gaps.filter((g) => g < 5).length;
     assert.ok(bunched < gaps.length / 2, `attempts bunched together: ${bunched} of ${gaps.length} gaps < 5 ms`);
+  });
+
+  test('the backoff never exceeds maxReconnectDelay, however many attempts fail', async () => {
+    conns.length = 0;
+    behave = (ws) => ws.terminate();
+    const cap = 200;
+    const c = fake({ reconnectBaseDelay: 50, maxReconnectDelay: cap });
+    const delays = [];
+    c.connection.on('connecting_in', (ms) => delays.push(ms));
+    // 50 ms * 1.6^k passes the cap after 4 steps; without it, 40 attempts (several seconds of
+    // outage) would draw most delays far above 200 ms.
+    await until(() => delays.length >= 40 || delays.some((d) => d > cap), '40 failed attempts', 20000);
+    c.disconnect();
+    const late = delays.slice(10);
+    console.log(`# backoff delays (ms, cap ${cap}): ${delays.map((d) => Math.round(d)).join(' ')}`);
+    assert.ok(Math.max(...delays) <= cap, `a delay above the cap: ${Math.max(...delays)} ms`);
+    // The steps did grow to the cap (full jitter: draws spread over [0, cap)).
+    assert.ok(Math.max(...late) > cap / 2, `late delays stay small: ${late.join(' ')}`);
+    // And the attempts really are that close: on average no further apart than the cap (the
+    // average, not each gap, so that a busy machine's stalls do not count; uncapped, the gaps would
+    // grow to seconds).
+    const times = conns.map((e) => e.at);
+    const gaps = times.slice(1).map((t, i) => t - times[i]);
+    assert.ok(gaps.length >= 35, `${conns.length} attempts`);
+    const mean = gaps.reduce((a, b) => a + b, 0) / gaps.length;
+    assert.ok(mean <= cap, `mean gap ${Math.round(mean)} ms between attempts: ${gaps.join(' ')}`);
   });
 
   test('unavailable while no server answers, connected once one does', async () => {

@@ -72,3 +72,88 @@ chorus.disconnect();
 chorus.connect();
 void sent;
 void id;
+
+// ---------------------------------------------------------------------------------------------
+// Negative cases: each line below `@ts-expect-error` must NOT compile. If a type were widened to
+// `any` (or an option/event lost its type), the directive would be unused, which tsc reports as an
+// error (TS2578) in its own right, so this file then fails to compile.
+
+// Typed events: `listen<T>` hands the callback a T, with T's field types.
+// @ts-expect-error `id` is a number: no toUpperCase
+chorus.channel('chat.1').listen<NewMessage>('.NewMessage', (e) => e.id.toUpperCase());
+// @ts-expect-error NewMessage has no `body`
+chorus.channel('chat.1').listen<NewMessage>('.NewMessage', (e) => e.body);
+// @ts-expect-error a callback expecting a string cannot take a NewMessage
+chorus.channel('chat.1').listen<NewMessage>('.NewMessage', (e: string) => e);
+// @ts-expect-error whisper payload typed through listenForWhisper<T>
+chorus.private('chat_privado.7').listenForWhisper<{ userId: number }>('typing', (d) => d.userId.trim());
+// @ts-expect-error presence members are the typed user_info
+chorus.join<{ id: number; name: string }>('room.1').here((members) => members[0].email);
+// @ts-expect-error joining gives one member, not an array
+chorus.join<{ id: number; name: string }>('room.1').joining((m) => m.length);
+// @ts-expect-error notification<T> is typed too
+chorus.private('App.Models.User.1').notification<{ id: string }>((n) => n.id.toFixed());
+
+// Connection states and events.
+// @ts-expect-error not a connection state
+const badState: ConnectionState = 'open';
+// @ts-expect-error not a connection state either (pusher-js has no 'reconnecting')
+chorus.connection.on('state_change', ({ current }) => current === 'reconnecting');
+// @ts-expect-error `state` is a ConnectionState, not a number
+const stateNumber: number = chorus.connection.state;
+// @ts-expect-error no such connection event
+chorus.connection.on('no_such_event', () => {});
+// @ts-expect-error connecting_in passes a number of milliseconds
+chorus.connection.on('connecting_in', (ms: string) => ms);
+// @ts-expect-error an error must be narrowed by `type` before reading AuthError's `status`
+chorus.connection.on('error', (e) => e.data.status);
+chorus.connection.on('error', (e) => {
+  if (e.type === 'PusherError') {
+    // @ts-expect-error a PusherError has a code, not a status
+    void e.data.status;
+  }
+});
+// @ts-expect-error not an error type
+chorus.connection.on('error', (e) => e.type === 'TimeoutError');
+
+// Options.
+// @ts-expect-error `key` is required
+new Chorus({ wsHost: '127.0.0.1' });
+// @ts-expect-error ports are numbers
+new Chorus({ key: 'k', wsPort: '6001' });
+// @ts-expect-error forceTLS is a boolean
+new Chorus({ key: 'k', forceTLS: 'yes' });
+// @ts-expect-error header values are strings
+new Chorus({ key: 'k', auth: { headers: { 'X-Id': 1 } } });
+// @ts-expect-error the backoff cap is a number of milliseconds
+new Chorus({ key: 'k', maxReconnectDelay: '10s' });
+// @ts-expect-error unknown option (a typo of wsHost)
+new Chorus({ key: 'k', wshost: '127.0.0.1' });
+// @ts-expect-error Chorus is a class: `new` is required
+Chorus({ key: 'k' });
+
+// Channel kinds: client events and presence only where the protocol allows them.
+// @ts-expect-error a public channel cannot whisper (client events need private/presence)
+chorus.channel('chat.1').whisper('typing', { userId: 1 });
+// @ts-expect-error nor listen for whispers
+chorus.channel('chat.1').listenForWhisper('typing', () => {});
+// @ts-expect-error `here` is for presence channels only
+chorus.private('chat_privado.7').here(() => {});
+// @ts-expect-error whisper returns a boolean
+const whisperText: string = chorus.private('chat_privado.7').whisper('typing', {});
+
+// Values that may be missing (strict null checks).
+// @ts-expect-error the socket id is undefined while not connected
+const socketIdNow: string = chorus.socketId();
+// @ts-expect-error a channel has no position without server history
+void chorus.channel('feed.1').position.offset;
+// @ts-expect-error `recovered` is a boolean
+chorus.channel('feed.1').subscribed(({ recovered }) => recovered.toFixed());
+// @ts-expect-error a successful recovery has no `reason`
+chorus.channel('feed.1').recovered((r) => r.reason);
+// @ts-expect-error not a RecoveryFailedReason
+const badReason: RecoveryFailedReason = 'timeout';
+// @ts-expect-error channel names are strings
+chorus.leave(1);
+
+void [badState, stateNumber, whisperText, socketIdNow, badReason];

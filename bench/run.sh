@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Side-by-side benchmark of Chorus and Sockudo on this machine (127.0.0.1 only).
 #
-#   bench/run.sh [--rounds N] [--quick] [--only chorus|sockudo] [--no-plots]
+#   bench/run.sh [--rounds N] [--quick] [--only chorus|sockudo] [--cases "case ..."] [--no-plots]
 #
 # Builds chorus and chorus-bench in release, installs Sockudo if it is missing (cargo install, log in
 # /tmp/sockudo-install.log), then runs every scenario against each server in A B A B order (a fresh
@@ -10,12 +10,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-ROUNDS=2 QUICK=0 ONLY="" PLOTS=1
+ROUNDS=2 QUICK=0 ONLY="" PLOTS=1 CASES=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --rounds) ROUNDS="$2"; shift 2 ;;
     --quick) QUICK=1; shift ;;
     --only) ONLY="$2"; shift 2 ;;
+    --cases) CASES="$2"; shift 2 ;;   # run only these cases (names as in suite below)
     --no-plots) PLOTS=0; shift ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
@@ -116,6 +117,7 @@ stop_server() {
 
 run_case() { # server case args...
   local server="$1" case="$2"; shift 2
+  if [ -n "$CASES" ] && [[ " $CASES " != *" $case "* ]]; then return 0; fi
   if ! start_server "$server"; then
     echo "!! $server $case: server did not start" | tee -a "$OUT/run.log"
     stop_server
@@ -143,12 +145,24 @@ suite() { # server
   run_case "$s" idle-19k idle --connections 19000 --concurrency 128 --hold 5
   run_case "$s" fanout-100 fanout --subscribers 1000 --rate 100 --duration 15
   run_case "$s" fanout-200 fanout --subscribers 1000 --rate 200 --duration 10
+  # The same with two tool threads: subscribers' frames are read in parallel, so less of the
+  # tool's own queueing is in the latency (and the tool competes harder for the 2 cores).
+  run_case "$s" fanout-100-t2 --threads 2 fanout --subscribers 1000 --rate 100 --duration 15
+  run_case "$s" fanout-200-t2 --threads 2 fanout --subscribers 1000 --rate 200 --duration 10
   run_case "$s" max-fanout max-fanout --subscribers 1000 --start-rate 50 --factor 1.5 --steps 10 --duration 5
   run_case "$s" chat-http chat --rooms 1000 --rate 0 --batch 1 --http-connections 16 --duration 10
   run_case "$s" chat-batch chat --rooms 1000 --rate 0 --batch 10 --http-connections 16 --duration 10
   run_case "$s" chat-2k chat --rooms 1000 --rate 2000 --duration 10
   run_case "$s" presence presence --channels 10 --watchers 10 --churners 20 --rate 100 --duration 10
 }
+
+# The kernel's floor: CPU of one small loopback write per subscriber, no server involved.
+if [ -z "$CASES" ] || [[ " $CASES " == *" floor "* ]]; then
+  for rate in 100 200; do
+    "$BENCH" --label kernel --case "floor-$rate" --out "$OUT/floor.jsonl" \
+      floor --sockets 1000 --rate "$rate" --bytes 150 --duration 10 | tee -a "$OUT/run.log"
+  done
+fi
 
 for round in $(seq 1 "$ROUNDS"); do
   for s in $SERVERS; do

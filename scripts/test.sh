@@ -13,6 +13,7 @@ source scripts/lib.sh
 need_rust
 need_node
 need_apt redis-server redis-server   # cluster tests start their own redis-server on a free loopback port
+need_apt openssl openssl             # the SDK tests make a self-signed certificate for a wss:// server
 
 log "rust: format and lints"
 cargo fmt --all -- --check
@@ -21,13 +22,14 @@ timeout 900 cargo clippy --locked --all-targets -- -D warnings
 log "rust: unit and integration tests"
 timeout 1200 cargo test --locked
 
-log "js: pusher-js, laravel-echo and pusher SDK against chorus"
 timeout 300 cargo build --locked -p chorus-server
 export CHORUS_BIN="$PWD/target/debug/chorus"
 
 log "bench: smoke run of every load scenario against chorus (correctness only, no timing thresholds)"
 timeout 300 cargo build --locked -p chorus-bench
 timeout 300 target/debug/chorus-bench smoke --server-bin "$CHORUS_BIN"
+
+log "js: pusher-js, laravel-echo and pusher SDK against chorus"
 (cd tests/js && timeout 300 npm ci --no-audit --no-fund --loglevel=error && timeout 600 npm test)
 
 log "sdk: wasm toolchain (skips what is installed)"

@@ -1,6 +1,7 @@
 //! `chorus-bench`: load scenarios for any Pusher-compatible server (Chorus, Sockudo, …) over real
 //! sockets and the signed HTTP API. See `bench/run.sh` and BENCHMARKS.md.
 
+mod floor;
 mod http;
 mod load;
 #[cfg(feature = "plot")]
@@ -156,6 +157,20 @@ enum Cmd {
         #[arg(long, default_value_t = 100)]
         hold_ms: u64,
     },
+    /// No server: the kernel's cost of one small write per socket on loopback (the floor under
+    /// any server's CPU per delivered message when writes cannot be coalesced).
+    Floor {
+        #[arg(long, default_value_t = 1000)]
+        sockets: usize,
+        /// Bursts per second (one write to every socket per burst).
+        #[arg(long, default_value_t = 100.0)]
+        rate: f64,
+        /// Bytes per write (a fan-out frame of the fanout scenario is about 150).
+        #[arg(long, default_value_t = 150)]
+        bytes: usize,
+        #[arg(long, default_value_t = 10.0)]
+        duration: f64,
+    },
     /// CI smoke run: starts the given server binary on a free loopback port and runs every
     /// scenario briefly; exits non-zero if any loses messages or errors.
     Smoke {
@@ -227,6 +242,11 @@ pub fn summary(v: &Value) -> String {
             "opened {}/{} at {} conn/s; server {} B/conn ({} conn/GiB); closed {}",
             f(v, "opened"), f(v, "connections"), f(v, "connects_per_sec"),
             f(v, "server_bytes_per_connection"), f(v, "connections_per_gib"), f(v, "closed_while_idle")
+        ),
+        "floor" => format!(
+            "{} writes of {} B to {} sockets ({}/s): writer {} us CPU per write ({} cores); received {} of {} bytes",
+            f(v, "writes"), f(v, "frame_bytes"), f(v, "sockets"), f(v, "writes_per_sec"),
+            f(v, "writer_cpu_us_per_write"), f(v, "writer_cores"), f(v, "bytes_received"), f(v, "bytes_expected")
         ),
         "presence" => format!(
             "{} joins ({} /s), member events expected {}, missing {}, duplicate {}, out of order {}; join p50 {} ms p99 {} ms",
@@ -368,6 +388,21 @@ fn main() -> Result<()> {
                     hold_ms: *hold_ms,
                 };
                 emit(out, label, scenarios::presence(&target, &o).await?)?;
+            }
+            Cmd::Floor {
+                sockets,
+                rate,
+                bytes,
+                duration,
+            } => {
+                let o = floor::FloorOpts {
+                    sockets: *sockets,
+                    rate: *rate,
+                    bytes: *bytes,
+                    duration_secs: *duration,
+                };
+                let r = tokio::task::spawn_blocking(move || floor::run(&o)).await??;
+                emit(out, label, r)?;
             }
             Cmd::Smoke { server_bin } => {
                 let code = smoke::run(server_bin, out).await?;

@@ -284,6 +284,42 @@ async fn recovery_on_another_node_with_history_in_redis() {
     assert_eq!(data, ["397", "398", "399"]);
 }
 
+#[tokio::test]
+async fn history_in_redis_expires_after_its_ttl() {
+    let redis = Redis::start();
+    let a = Node::start_configured(&redis.url(), 5, "test", "history_ttl = 2");
+    let b = Node::start_configured(&redis.url(), 5, "test", "history_ttl = 2");
+    let mut c = a.connect().await;
+    let start = subscribe_recovering(&mut c, "news", None).await["position"].clone();
+    drop(c);
+    publish_numbered(&a.api(), "news", 0..5).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    // Keeps the channel (and its epoch) alive while the first five age out.
+    publish_numbered(&a.api(), "news", 5..6).await;
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+
+    let mut back = b.connect().await;
+    let ok = subscribe_recovering(&mut back, "news", Some(&start)).await;
+    assert_eq!(
+        ok["recovery"],
+        json!({"recovered": false, "replayed": 0, "reason": "expired"}),
+        "{ok}"
+    );
+    // What is younger than the ttl is still there.
+    let after_five = json!({"epoch": start["epoch"], "offset": 5});
+    let mut d = b.connect().await;
+    let ok = subscribe_recovering(&mut d, "news", Some(&after_five)).await;
+    assert_eq!(
+        ok["recovery"],
+        json!({"recovered": true, "replayed": 1}),
+        "{ok}"
+    );
+    assert_eq!(
+        read_in_order(&mut d, "n", 1, &after_five).await,
+        numbers(5..6)
+    );
+}
+
 /// Events a client's own request excluded it from (`toOthers()`) stay excluded when it recovers.
 async fn to_others_survives_recovery(
     connect: impl Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = Client>>>,

@@ -127,6 +127,16 @@ impl Node {
 
     /// A node whose keys and pub/sub channel in Redis start with `redis_prefix`.
     pub fn start_with_prefix(redis_url: &str, node_timeout_secs: u64, redis_prefix: &str) -> Self {
+        Self::start_configured(redis_url, node_timeout_secs, redis_prefix, "")
+    }
+
+    /// Like [`Node::start_with_prefix`], with `app_settings` (TOML lines) added to the app.
+    pub fn start_configured(
+        redis_url: &str,
+        node_timeout_secs: u64,
+        redis_prefix: &str,
+        app_settings: &str,
+    ) -> Self {
         let port = free_port();
         let dir = temp_dir("node");
         let config = dir.join("chorus.toml");
@@ -148,6 +158,7 @@ secret = "{SECRET}"
 history_size = 1000
 # Only "news" keeps history, so other channels exercise the plain publish path.
 history_channels = ["news"]
+{app_settings}
 "#
             ),
         )

@@ -137,15 +137,15 @@ async fn write_loop(
     conn: ConnHandle,
     mut end: oneshot::Receiver<Option<ConnectionError>>,
 ) {
-    let killed = conn.killed();
-    tokio::pin!(killed);
+    let mut killed = conn.writer_killed();
     let goodbye = loop {
         // Biased: a kill wins over queued frames; the session's end comes after what it queued.
         let first = tokio::select! {
             biased;
             reason = &mut killed => break Goodbye::Now(reason.error()),
-            end = &mut end => break Goodbye::AfterQueue(end.unwrap_or(None)),
             first = rx.recv() => first,
+            // Only looked at once the queue is empty (the goodbye drains it anyway).
+            end = &mut end => break Goodbye::AfterQueue(end.unwrap_or(None)),
         };
         // `conn` holds a sender, so the queue cannot close while this loop runs.
         let Some(first) = first else { return };

@@ -6,10 +6,14 @@
 //! else is held up. The writer task watches the kill signal itself and writes the goodbye
 //! (`pusher:error` and close) directly on the socket, since the full queue cannot carry it.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use axum::extract::ws::Utf8Bytes;
+use futures_util::task::AtomicWaker;
 use tokio::sync::{mpsc, Notify};
 
 use crate::error::ConnectionError;
@@ -39,6 +43,9 @@ struct Shared {
     tx: mpsc::Sender<Utf8Bytes>,
     kill: AtomicU8,
     killed: Notify,
+    /// The writer polls for a kill on every wake-up (every delivery): an atomic waker costs it
+    /// two atomic operations, where `Notify` would lock its waiter list each time.
+    writer_waker: AtomicWaker,
 }
 
 /// Cheap to clone; equality is identity of the connection.
@@ -60,6 +67,7 @@ impl ConnHandle {
             tx,
             kill: AtomicU8::new(KillReason::None as u8),
             killed: Notify::new(),
+            writer_waker: AtomicWaker::new(),
         }))
     }
 
@@ -96,7 +104,13 @@ impl ConnHandle {
             // Both the reader and the writer wait for this; either may not be waiting yet, which
             // `killed` covers by checking the flag after registering.
             self.0.killed.notify_waiters();
+            self.0.writer_waker.wake();
         }
+    }
+
+    /// Like [`Self::killed`], for the connection's one writer task (cheap to poll often).
+    pub fn writer_killed(&self) -> WriterKilled<'_> {
+        WriterKilled(self)
     }
 
     /// Resolves once [`Self::kill`] was called, with its reason.
@@ -126,6 +140,27 @@ impl ConnHandle {
     }
 }
 
+/// See [`ConnHandle::writer_killed`]; only one task may wait on it at a time.
+pub struct WriterKilled<'a>(&'a ConnHandle);
+
+impl Future for WriterKilled<'_> {
+    type Output = KillReason;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<KillReason> {
+        let conn = self.0;
+        let reason = conn.kill_reason();
+        if reason != KillReason::None {
+            return Poll::Ready(reason);
+        }
+        conn.0.writer_waker.register(cx.waker());
+        // Checked again after registering: a kill in between would otherwise wake nobody.
+        match conn.kill_reason() {
+            KillReason::None => Poll::Pending,
+            reason => Poll::Ready(reason),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -151,7 +186,7 @@ mod tests {
         let h = ConnHandle::new("1.1".into(), tx);
         let (a, b) = (h.clone(), h.clone());
         let reader = tokio::spawn(async move { a.killed().await });
-        let writer = tokio::spawn(async move { b.killed().await });
+        let writer = tokio::spawn(async move { b.writer_killed().await });
         tokio::task::yield_now().await;
         h.kill(KillReason::Terminated);
         assert_eq!(reader.await.unwrap(), KillReason::Terminated);

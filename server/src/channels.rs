@@ -447,17 +447,20 @@ impl Channels {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::outbound::Outbound;
     use tokio::sync::mpsc;
 
-    fn conn(id: &str) -> (ConnHandle, mpsc::Receiver<Utf8Bytes>) {
+    fn conn(id: &str) -> (ConnHandle, mpsc::Receiver<Outbound>) {
         let (tx, rx) = mpsc::channel(16);
         (ConnHandle::new(id.into(), tx), rx)
     }
 
-    fn texts(rx: &mut mpsc::Receiver<Utf8Bytes>) -> Vec<String> {
+    fn texts(rx: &mut mpsc::Receiver<Outbound>) -> Vec<String> {
         let mut out = Vec::new();
-        while let Ok(t) = rx.try_recv() {
-            out.push(t.as_str().to_owned());
+        while let Ok(o) = rx.try_recv() {
+            if let Outbound::Frame(t) = o {
+                out.push(t.as_str().to_owned());
+            }
         }
         out
     }

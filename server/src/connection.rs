@@ -24,7 +24,7 @@ use tokio::time::{sleep_until, Instant};
 
 use crate::app::App;
 use crate::error::{ConnectionError, SubscriptionError};
-use crate::outbound::ConnHandle;
+use crate::outbound::{ConnHandle, KillReason, Outbound};
 use crate::presence::PresenceMember;
 use crate::state::ServerState;
 use crate::wire;
@@ -133,27 +133,33 @@ enum Goodbye {
 /// ends, then says goodbye on the sink directly (never through the bounded queue).
 async fn write_loop(
     mut sink: SplitSink<WebSocket, Message>,
-    mut rx: mpsc::Receiver<Utf8Bytes>,
+    mut rx: mpsc::Receiver<Outbound>,
     conn: ConnHandle,
     mut end: oneshot::Receiver<Option<ConnectionError>>,
 ) {
-    let mut killed = conn.writer_killed();
     let goodbye = loop {
-        // Biased: a kill wins over queued frames; the session's end comes after what it queued.
+        // A plain load per batch; a kill wakes an idle writer with [`Outbound::Wake`].
+        let reason = conn.kill_reason();
+        if reason != KillReason::None {
+            break Goodbye::Now(reason.error());
+        }
         let first = tokio::select! {
             biased;
-            reason = &mut killed => break Goodbye::Now(reason.error()),
             first = rx.recv() => first,
             // Only looked at once the queue is empty (the goodbye drains it anyway).
             end = &mut end => break Goodbye::AfterQueue(end.unwrap_or(None)),
         };
         // `conn` holds a sender, so the queue cannot close while this loop runs.
         let Some(first) = first else { return };
-        // A slow consumer's writer sits in this write (its socket is full) when it is killed.
+        let Outbound::Frame(first) = first else {
+            continue;
+        };
+        // A slow consumer's writer sits in this write (its socket is full) when it is killed;
+        // the kill future is only polled while the write waits.
         tokio::select! {
             biased;
-            reason = &mut killed => break Goodbye::Now(reason.error()),
             ok = write_batch(&mut sink, &mut rx, first) => if !ok { return },
+            reason = conn.writer_killed() => break Goodbye::Now(reason.error()),
         }
     };
     // Nothing new is taken from here on; what is queued is dropped now or written below.
@@ -167,9 +173,11 @@ async fn write_loop(
     };
     let farewell = async {
         if drain {
-            while let Ok(text) = rx.try_recv() {
-                if sink.feed(Message::Text(text)).await.is_err() {
-                    return;
+            while let Ok(out) = rx.try_recv() {
+                if let Outbound::Frame(text) = out {
+                    if sink.feed(Message::Text(text)).await.is_err() {
+                        return;
+                    }
                 }
             }
         }
@@ -196,7 +204,7 @@ async fn write_loop(
 /// Returns false when the socket failed.
 async fn write_batch(
     sink: &mut SplitSink<WebSocket, Message>,
-    rx: &mut mpsc::Receiver<Utf8Bytes>,
+    rx: &mut mpsc::Receiver<Outbound>,
     first: Utf8Bytes,
 ) -> bool {
     let mut next = Some(first);
@@ -207,7 +215,15 @@ async fn write_batch(
         }
         batched += 1;
         if batched < WRITE_BATCH {
-            next = rx.try_recv().ok();
+            // At most one `Wake` is ever queued (a connection is killed once).
+            next = loop {
+                match rx.try_recv() {
+                    Ok(Outbound::Frame(text)) => break Some(text),
+                    // The loop looks at the kill flag after this batch.
+                    Ok(Outbound::Wake) => {}
+                    Err(_) => break None,
+                }
+            };
         }
     }
     sink.flush().await.is_ok()

@@ -37,14 +37,22 @@ impl KillReason {
     }
 }
 
+/// What the writer task takes from the queue.
+#[derive(Debug)]
+pub enum Outbound {
+    /// An encoded text frame; the bytes are shared by every recipient of a broadcast.
+    Frame(Utf8Bytes),
+    /// Nothing to write: look at the kill flag. The writer reads the flag with a plain load
+    /// between batches instead of polling a kill future on every delivery.
+    Wake,
+}
+
 struct Shared {
     socket_id: Box<str>,
-    /// Encoded text frames; the bytes are shared by every recipient of a broadcast.
-    tx: mpsc::Sender<Utf8Bytes>,
+    tx: mpsc::Sender<Outbound>,
     kill: AtomicU8,
     killed: Notify,
-    /// The writer polls for a kill on every wake-up (every delivery): an atomic waker costs it
-    /// two atomic operations, where `Notify` would lock its waiter list each time.
+    /// Wakes a writer stuck in a write to a full socket (see [`ConnHandle::writer_killed`]).
     writer_waker: AtomicWaker,
 }
 
@@ -61,7 +69,7 @@ impl std::fmt::Debug for ConnHandle {
 }
 
 impl ConnHandle {
-    pub fn new(socket_id: String, tx: mpsc::Sender<Utf8Bytes>) -> Self {
+    pub fn new(socket_id: String, tx: mpsc::Sender<Outbound>) -> Self {
         Self(Arc::new(Shared {
             socket_id: socket_id.into_boxed_str(),
             tx,
@@ -78,7 +86,7 @@ impl ConnHandle {
     /// Queues a frame without waiting. Returns false (and marks the connection for closing) when
     /// the queue is full; returns false quietly when the connection is already gone.
     pub fn send(&self, frame: &Utf8Bytes) -> bool {
-        match self.0.tx.try_send(frame.clone()) {
+        match self.0.tx.try_send(Outbound::Frame(frame.clone())) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
                 self.kill(KillReason::SlowConsumer);
@@ -104,11 +112,14 @@ impl ConnHandle {
             // Both the reader and the writer wait for this; either may not be waiting yet, which
             // `killed` covers by checking the flag after registering.
             self.0.killed.notify_waiters();
+            // An idle writer waits on the queue; a full queue means it is busy and will look
+            // at the flag after its batch, or is stuck in a write, which `writer_killed` covers.
+            let _ = self.0.tx.try_send(Outbound::Wake);
             self.0.writer_waker.wake();
         }
     }
 
-    /// Like [`Self::killed`], for the connection's one writer task (cheap to poll often).
+    /// Like [`Self::killed`], for the connection's one writer task while it waits on its socket.
     pub fn writer_killed(&self) -> WriterKilled<'_> {
         WriterKilled(self)
     }
@@ -127,7 +138,7 @@ impl ConnHandle {
         }
     }
 
-    fn kill_reason(&self) -> KillReason {
+    pub fn kill_reason(&self) -> KillReason {
         match self.0.kill.load(Ordering::Acquire) {
             1 => KillReason::SlowConsumer,
             2 => KillReason::Terminated,
@@ -177,7 +188,7 @@ mod tests {
         // The first reason wins.
         h.kill(KillReason::Terminated);
         assert_eq!(h.killed().await, KillReason::SlowConsumer);
-        assert_eq!(rx.recv().await.as_deref(), Some("x"));
+        assert!(matches!(rx.recv().await, Some(Outbound::Frame(f)) if f == "x"));
     }
 
     #[tokio::test]

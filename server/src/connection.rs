@@ -19,7 +19,7 @@ use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio::time::{sleep_until, Instant};
 
 use crate::app::App;
@@ -48,8 +48,7 @@ pub async fn serve(socket: WebSocket, state: Arc<ServerState>, request: ConnectR
     let (tx, rx) = mpsc::channel(state.config.outbound_queue);
     let conn = ConnHandle::new(new_socket_id(), tx);
     let (sink, stream) = socket.split();
-    let (end_tx, end_rx) = oneshot::channel();
-    let mut writer = tokio::spawn(write_loop(sink, rx, conn.clone(), end_rx));
+    let mut writer = tokio::spawn(write_loop(sink, rx, conn.clone()));
 
     // The slots are held until the writer is done, so graceful shutdown waits for the goodbyes.
     let (end, _slots) = match admit(&state, &request) {
@@ -64,8 +63,8 @@ pub async fn serve(socket: WebSocket, state: Arc<ServerState>, request: ConnectR
     if let Some(err) = &end {
         tracing::debug!(socket_id = conn.socket_id(), error = %err, "closing connection");
     }
+    conn.finish(end);
     drop(conn);
-    let _ = end_tx.send(end);
     // The writer bounds its own goodbye; this also bounds a write it was in the middle of.
     if tokio::time::timeout(CLOSE_GRACE, &mut writer)
         .await
@@ -135,22 +134,20 @@ async fn write_loop(
     mut sink: SplitSink<WebSocket, Message>,
     mut rx: mpsc::Receiver<Outbound>,
     conn: ConnHandle,
-    mut end: oneshot::Receiver<Option<ConnectionError>>,
 ) {
     let goodbye = loop {
-        // A plain load per batch; a kill wakes an idle writer with [`Outbound::Wake`].
+        // Plain loads per batch; a kill or the session's end wakes an idle writer with
+        // [`Outbound::Wake`] (a field and a queue marker cost an idle connection less than a
+        // oneshot channel would).
         let reason = conn.kill_reason();
         if reason != KillReason::None {
             break Goodbye::Now(reason.error());
         }
-        let first = tokio::select! {
-            biased;
-            first = rx.recv() => first,
-            // Only looked at once the queue is empty (the goodbye drains it anyway).
-            end = &mut end => break Goodbye::AfterQueue(end.unwrap_or(None)),
-        };
+        if let Some(end) = conn.take_end() {
+            break Goodbye::AfterQueue(end);
+        }
         // `conn` holds a sender, so the queue cannot close while this loop runs.
-        let Some(first) = first else { return };
+        let Some(first) = rx.recv().await else { return };
         let Outbound::Frame(first) = first else {
             continue;
         };
@@ -197,7 +194,9 @@ async fn write_loop(
         }
     };
     // Bounded: a client that never reads again must not keep the task (and its buffers) alive.
-    let _ = tokio::time::timeout(CLOSE_GRACE, farewell).await;
+    // Boxed: this runs once, at the end, and inline it would make every idle connection's task
+    // as large as the goodbye (timer included) for its whole life.
+    let _ = Box::pin(tokio::time::timeout(CLOSE_GRACE, farewell)).await;
 }
 
 /// Writes `first` and whatever else is queued (up to [`WRITE_BATCH`]), then flushes once.
@@ -215,11 +214,11 @@ async fn write_batch(
         }
         batched += 1;
         if batched < WRITE_BATCH {
-            // At most one `Wake` is ever queued (a connection is killed once).
+            // At most two `Wake`s are ever queued (one kill, one end).
             next = loop {
                 match rx.try_recv() {
                     Ok(Outbound::Frame(text)) => break Some(text),
-                    // The loop looks at the kill flag after this batch.
+                    // The loop looks at the flags after this batch.
                     Ok(Outbound::Wake) => {}
                     Err(_) => break None,
                 }
@@ -371,7 +370,9 @@ impl Session {
                 None | Some(Ok(Message::Close(_))) => return None,
                 Some(Ok(Message::Text(text))) => {
                     self.app.metrics.received(text.len());
-                    if let Err(e) = self.handle(text.as_str()).await {
+                    // Boxed: subscribing nests the adapter's futures; inline they would size every idle
+                    // connection's task for the rare moment it handles a message.
+                    if let Err(e) = Box::pin(self.handle(text.as_str())).await {
                         if e.is_fatal() {
                             return Some(e);
                         }

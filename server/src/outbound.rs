@@ -8,8 +8,8 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use axum::extract::ws::Utf8Bytes;
@@ -42,8 +42,8 @@ impl KillReason {
 pub enum Outbound {
     /// An encoded text frame; the bytes are shared by every recipient of a broadcast.
     Frame(Utf8Bytes),
-    /// Nothing to write: look at the kill flag. The writer reads the flag with a plain load
-    /// between batches instead of polling a kill future on every delivery.
+    /// Nothing to write: look at the kill flag and the session's end. The writer reads them with
+    /// plain loads between batches instead of polling futures on every delivery.
     Wake,
 }
 
@@ -51,6 +51,10 @@ struct Shared {
     socket_id: Box<str>,
     tx: mpsc::Sender<Outbound>,
     kill: AtomicU8,
+    /// Set once the session is over; the writer then takes `end` and says goodbye.
+    ended: AtomicBool,
+    /// Why the session ended (`None`: the client left).
+    end: Mutex<Option<ConnectionError>>,
     killed: Notify,
     /// Wakes a writer stuck in a write to a full socket (see [`ConnHandle::writer_killed`]).
     writer_waker: AtomicWaker,
@@ -74,6 +78,8 @@ impl ConnHandle {
             socket_id: socket_id.into_boxed_str(),
             tx,
             kill: AtomicU8::new(KillReason::None as u8),
+            ended: AtomicBool::new(false),
+            end: Mutex::new(None),
             killed: Notify::new(),
             writer_waker: AtomicWaker::new(),
         }))
@@ -117,6 +123,25 @@ impl ConnHandle {
             let _ = self.0.tx.try_send(Outbound::Wake);
             self.0.writer_waker.wake();
         }
+    }
+
+    /// The session is over (with its error, if any): the writer sends what is queued, then the
+    /// goodbye. Called once, by the connection's own task.
+    pub fn finish(&self, end: Option<ConnectionError>) {
+        if let Ok(mut slot) = self.0.end.lock() {
+            *slot = end;
+        }
+        self.0.ended.store(true, Ordering::Release);
+        // When the queue is full the writer is busy and looks at the flag after its batch.
+        let _ = self.0.tx.try_send(Outbound::Wake);
+    }
+
+    /// For the writer: `Some` once [`Self::finish`] was called, with the session's error.
+    pub fn take_end(&self) -> Option<Option<ConnectionError>> {
+        if !self.0.ended.load(Ordering::Acquire) {
+            return None;
+        }
+        Some(self.0.end.lock().ok().and_then(|mut slot| slot.take()))
     }
 
     /// Like [`Self::killed`], for the connection's one writer task while it waits on its socket.

@@ -152,6 +152,8 @@ suite() { # server
   run_case "$s" max-fanout max-fanout --subscribers 1000 --start-rate 50 --factor 1.5 --steps 10 --duration 5
   run_case "$s" chat-http chat --rooms 1000 --rate 0 --batch 1 --http-connections 16 --duration 10
   run_case "$s" chat-batch chat --rooms 1000 --rate 0 --batch 10 --http-connections 16 --duration 10
+  # The same with two tool threads and twice the HTTP connections: is the tool the limit?
+  run_case "$s" chat-batch-t2 --threads 2 chat --rooms 1000 --rate 0 --batch 10 --http-connections 32 --duration 10
   run_case "$s" chat-2k chat --rooms 1000 --rate 2000 --duration 10
   run_case "$s" presence presence --channels 10 --watchers 10 --churners 20 --rate 100 --duration 10
 }

@@ -367,6 +367,13 @@ describe('against chorus', () => {
     await until(() => cs[0]._client.subscribed('#server-to-user-1'), 'signed in');
     const userEvents = [];
     cs[0].user.on('direct', (d) => userEvents.push(d));
+    // Two of them are in a presence channel: after the restart `here` fires again by itself.
+    const heres = [[], []];
+    cs[0].join('restart.1').here((m) => heres[0].push(m.map((x) => x.id)));
+    cs[1].join('restart.1').here((m) => heres[1].push(m.map((x) => x.id)));
+    const ids = (c) => c.join('restart.1').members().map((m) => m.id).sort();
+    await until(() => heres[0].length === 1 && heres[1].length === 1, 'here before the restart');
+    await until(() => ids(cs[0]).join() === '1,2', 'both members before the restart');
 
     await srv.kill();
     await until(() => cs.every((c) => c.connection.state !== 'connected'), 'all noticed the outage');
@@ -384,6 +391,8 @@ describe('against chorus', () => {
     await until(() => cs[0]._client.subscribed('#server-to-user-1'), 'signed in again');
     await srv.pusher.sendToUser('1', 'direct', { ok: true });
     await until(() => userEvents.length === 1, 'user event after reconnect');
+    await until(() => heres[0].length === 2 && heres[1].length === 2, 'here again after the restart');
+    await until(() => ids(cs[0]).join() === '1,2' && ids(cs[1]).join() === '1,2', 'both members again');
   });
 });
 

@@ -24,16 +24,15 @@ wasm-pack --log-level warn build sdk-wasm --target web --profile wasm-release \
 
 mkdir -p npm/dist
 rm -f npm/dist/*
+# The features rustc's wasm32 output uses; both wasm-opt passes must accept them.
+FEATURES=(--enable-bulk-memory --enable-bulk-memory-opt --enable-nontrapping-float-to-int --enable-sign-ext
+  --enable-mutable-globals --enable-reference-types --enable-multivalue)
 wasm-opt -Oz --converge --zero-filled-memory --strip-debug --strip-producers --strip-target-features \
-  --enable-bulk-memory --enable-bulk-memory-opt --enable-nontrapping-float-to-int --enable-sign-ext \
-  --enable-mutable-globals --enable-reference-types --enable-multivalue \
-  sdk-wasm/pkg/chorus_sdk_bg.wasm -o npm/dist/chorus_sdk_bg.wasm
+  "${FEATURES[@]}" sdk-wasm/pkg/chorus_sdk_bg.wasm -o npm/dist/chorus_sdk_bg.wasm
 # Shorter names for what the wasm and the glue share (wasm-bindgen's imports carry a 16-hex-digit
 # hash each, in both files): wasm-opt renames them in the wasm and prints the map, minify-glue.mjs
 # applies it to the glue (and fails the build on anything it does not recognize).
-wasm-opt --minify-imports-and-exports-and-modules \
-  --enable-bulk-memory --enable-bulk-memory-opt --enable-nontrapping-float-to-int --enable-sign-ext \
-  --enable-mutable-globals --enable-reference-types --enable-multivalue \
+wasm-opt --minify-imports-and-exports-and-modules "${FEATURES[@]}" \
   npm/dist/chorus_sdk_bg.wasm -o npm/dist/chorus_sdk_bg.wasm >sdk-wasm/pkg/names.json
 cp sdk-wasm/pkg/chorus_sdk.js npm/dist/chorus_sdk.js
 node sdk-wasm/minify-glue.mjs sdk-wasm/pkg/names.json npm/dist/chorus_sdk_bg.wasm npm/dist/chorus_sdk.js

@@ -19,8 +19,9 @@ const fail = (msg) => {
 if (!glueFile) fail('usage: node minify-glue.mjs MAP.json MINIFIED.wasm GLUE.js');
 
 const map = JSON.parse(readFileSync(mapFile, 'utf8'));
-const wasmImports = WebAssembly.Module.imports(new WebAssembly.Module(readFileSync(wasmFile)));
-const wasmExports = new Set(WebAssembly.Module.exports(new WebAssembly.Module(readFileSync(wasmFile))).map((e) => e.name));
+const wasmModule = new WebAssembly.Module(readFileSync(wasmFile));
+const wasmImports = WebAssembly.Module.imports(wasmModule);
+const wasmExports = new Set(WebAssembly.Module.exports(wasmModule).map((e) => e.name));
 let glue = readFileSync(glueFile, 'utf8');
 const esc = (s) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 

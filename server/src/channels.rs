@@ -447,22 +447,15 @@ impl Channels {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::outbound::Outbound;
-    use tokio::sync::mpsc;
 
-    fn conn(id: &str) -> (ConnHandle, mpsc::Receiver<Outbound>) {
-        let (tx, rx) = mpsc::channel(16);
-        (ConnHandle::new(id.into(), tx), rx)
+    /// A handle without a socket, and its twin to read what was queued on it.
+    fn conn(id: &str) -> (ConnHandle, ConnHandle) {
+        let h = ConnHandle::new(id.into(), 16, None);
+        (h.clone(), h)
     }
 
-    fn texts(rx: &mut mpsc::Receiver<Outbound>) -> Vec<String> {
-        let mut out = Vec::new();
-        while let Ok(o) = rx.try_recv() {
-            if let Outbound::Frame(t) = o {
-                out.push(t.as_str().to_owned());
-            }
-        }
-        out
+    fn texts(conn: &mut ConnHandle) -> Vec<String> {
+        conn.take_queued()
     }
 
     #[test]

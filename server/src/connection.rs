@@ -1,9 +1,10 @@
 //! One WebSocket connection: admission, the read loop (protocol events, heartbeat) and the writer
 //! task that drains the connection's bounded outbound queue.
 //!
-//! Reading and writing are split: the writer task owns the sink and writes what is queued, so a
-//! broadcast never waits on this client's socket; it also writes the goodbye (`pusher:error` and
-//! the close frame) when the connection is killed or the session ends.
+//! Reading and writing are split: the sink sits behind the connection's queue
+//! ([`crate::outbound`]), written by a publisher's cork or by the writer task when the socket is
+//! full, so a broadcast never waits on this client's socket; the writer task also writes the
+//! goodbye (`pusher:error` and the close frame) when the connection is killed or the session ends.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,24 +16,21 @@ use chorus_protocol::frame::{
     ConnectionEstablished, Frame, SigninData, SubscribeData, UnsubscribeData,
 };
 use chorus_protocol::{events, sign, ChannelKind};
-use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::stream::SplitStream;
 use futures_util::{SinkExt, StreamExt};
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
-use tokio::sync::mpsc;
 use tokio::time::{sleep_until, Instant};
 
 use crate::app::App;
 use crate::error::{ConnectionError, SubscriptionError};
-use crate::outbound::{ConnHandle, KillReason, Outbound};
+use crate::outbound::{ConnHandle, Cork, WriterExit};
 use crate::presence::PresenceMember;
 use crate::state::ServerState;
 use crate::wire;
 
 /// How long the writer may take to flush the final frames before the socket is dropped.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
-/// Frames written before one flush: batching cuts syscalls when many are queued.
-const WRITE_BATCH: usize = 64;
 /// A close frame's payload is at most 125 bytes: the 2-byte code and the reason.
 const MAX_CLOSE_REASON: usize = 123;
 
@@ -45,10 +43,13 @@ pub struct ConnectRequest {
 
 /// Serves one WebSocket until it closes.
 pub async fn serve(socket: WebSocket, state: Arc<ServerState>, request: ConnectRequest) {
-    let (tx, rx) = mpsc::channel(state.config.outbound_queue);
-    let conn = ConnHandle::new(new_socket_id(), tx);
     let (sink, stream) = socket.split();
-    let mut writer = tokio::spawn(write_loop(sink, rx, conn.clone()));
+    let conn = ConnHandle::new(
+        new_socket_id(),
+        state.config.outbound_queue,
+        Some(Box::pin(sink)),
+    );
+    let mut writer = tokio::spawn(write_loop(conn.clone()));
 
     // The slots are held until the writer is done, so graceful shutdown waits for the goodbyes.
     let (end, _slots) = match admit(&state, &request) {
@@ -119,63 +120,24 @@ fn new_socket_id() -> String {
     format!("{}.{}", rand::random::<u32>(), rand::random::<u32>())
 }
 
-/// How the writer's last words are chosen.
-enum Goodbye {
-    /// Killed from outside (slow consumer, terminated): what is still queued is dropped and the
-    /// error goes out at once. A slow consumer's queue is full, so it could not carry it anyway.
-    Now(Option<ConnectionError>),
-    /// The session ended (`None`: the client left): what it queued goes out first.
-    AfterQueue(Option<ConnectionError>),
-}
-
-/// Owns the sink: writes queued frames in batches until the connection is killed or the session
-/// ends, then says goodbye on the sink directly (never through the bounded queue).
-async fn write_loop(
-    mut sink: SplitSink<WebSocket, Message>,
-    mut rx: mpsc::Receiver<Outbound>,
-    conn: ConnHandle,
-) {
-    let goodbye = loop {
-        // Plain loads per batch; a kill or the session's end wakes an idle writer with
-        // [`Outbound::Wake`] (a field and a queue marker cost an idle connection less than a
-        // oneshot channel would).
-        let reason = conn.kill_reason();
-        if reason != KillReason::None {
-            break Goodbye::Now(reason.error());
-        }
-        if let Some(end) = conn.take_end() {
-            break Goodbye::AfterQueue(end);
-        }
-        // `conn` holds a sender, so the queue cannot close while this loop runs.
-        let Some(first) = rx.recv().await else { return };
-        let Outbound::Frame(first) = first else {
-            continue;
-        };
-        // A slow consumer's writer sits in this write (its socket is full) when it is killed;
-        // the kill future is only polled while the write waits.
-        tokio::select! {
-            biased;
-            ok = write_batch(&mut sink, &mut rx, first) => if !ok { return },
-            reason = conn.writer_killed() => break Goodbye::Now(reason.error()),
-        }
+/// Writes what is queued until the connection is killed or the session ends, then says goodbye
+/// on the sink directly (never through the bounded queue).
+async fn write_loop(conn: ConnHandle) {
+    let (err, keep) = match std::future::poll_fn(|cx| conn.poll_writer(cx)).await {
+        // Killed from outside (slow consumer, terminated): what is still queued is dropped and
+        // the error goes out at once. A slow consumer's queue is full, so it could not carry it.
+        WriterExit::Killed(reason) => (reason.error(), false),
+        // The session ended (`None`: the client left) after its queue was written.
+        WriterExit::Ended(err) => (err, true),
+        WriterExit::Failed => return,
     };
-    // Nothing new is taken from here on; what is queued is dropped now or written below.
-    rx.close();
-    let (err, drain) = match goodbye {
-        Goodbye::Now(err) => {
-            while rx.try_recv().is_ok() {}
-            (err, false)
-        }
-        Goodbye::AfterQueue(err) => (err, true),
+    let (Some(mut sink), queued) = conn.take_sink(keep) else {
+        return;
     };
     let farewell = async {
-        if drain {
-            while let Ok(out) = rx.try_recv() {
-                if let Outbound::Frame(text) = out {
-                    if sink.feed(Message::Text(text)).await.is_err() {
-                        return;
-                    }
-                }
+        for text in queued {
+            if sink.feed(Message::Text(text)).await.is_err() {
+                return;
             }
         }
         match err {
@@ -197,35 +159,6 @@ async fn write_loop(
     // Boxed: this runs once, at the end, and inline it would make every idle connection's task
     // as large as the goodbye (timer included) for its whole life.
     let _ = Box::pin(tokio::time::timeout(CLOSE_GRACE, farewell)).await;
-}
-
-/// Writes `first` and whatever else is queued (up to [`WRITE_BATCH`]), then flushes once.
-/// Returns false when the socket failed.
-async fn write_batch(
-    sink: &mut SplitSink<WebSocket, Message>,
-    rx: &mut mpsc::Receiver<Outbound>,
-    first: Utf8Bytes,
-) -> bool {
-    let mut next = Some(first);
-    let mut batched = 0;
-    while let Some(text) = next.take() {
-        if sink.feed(Message::Text(text)).await.is_err() {
-            return false;
-        }
-        batched += 1;
-        if batched < WRITE_BATCH {
-            // At most two `Wake`s are ever queued (one kill, one end).
-            next = loop {
-                match rx.try_recv() {
-                    Ok(Outbound::Frame(text)) => break Some(text),
-                    // The loop looks at the flags after this batch.
-                    Ok(Outbound::Wake) => {}
-                    Err(_) => break None,
-                }
-            };
-        }
-    }
-    sink.flush().await.is_ok()
 }
 
 /// Fatal errors close with their Pusher code; a too-large message closes with WebSocket's 1009.
@@ -602,6 +535,8 @@ impl Session {
             data.unwrap_or(RawValue::NULL),
             user_id.as_deref(),
         );
+        // The other members' frames are written from here, not by waking their writers.
+        let _cork = Cork::new();
         self.state
             .adapter
             .broadcast(&self.app, &channel, &frame, Some(self.conn.socket_id()));

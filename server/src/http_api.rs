@@ -30,6 +30,7 @@ use crate::adapter::Publish;
 use crate::app::App;
 use crate::channels::ChannelInfo;
 use crate::error::ApiError;
+use crate::outbound::Cork;
 use crate::state::ServerState;
 use crate::wire;
 
@@ -325,7 +326,8 @@ fn validate_event<'a>(app: &App, body: EventBody<'a>) -> Result<Event<'a>, ApiEr
 }
 
 /// Hands the event to the adapter once per channel (encoded once per channel there); the futures
-/// resolve when the cluster has it, so the HTTP answer comes after that.
+/// resolve when the cluster has it, so the HTTP answer comes after that. Callers cork it
+/// ([`Cork`]): this request's thread then writes the frames to the local subscribers itself.
 fn queue_event(
     state: &ServerState,
     app: &Arc<App>,
@@ -363,7 +365,11 @@ async fn channel_infos(
 
 async fn trigger(State(state): AppState, req: Signed) -> ApiResult {
     let event = validate_event(&req.app, parse_json(&req.body)?)?;
-    join_all(queue_event(&state, &req.app, &event)).await;
+    let queued = {
+        let _cork = Cork::new();
+        queue_event(&state, &req.app, &event)
+    };
+    join_all(queued).await;
     let infos = channel_infos(&state, &req.app, &event).await?;
     Ok(if event.info.any() {
         Json(json!({ "channels": infos }))
@@ -392,10 +398,14 @@ async fn batch(State(state): AppState, req: Signed) -> ApiResult {
         .map(|b| validate_event(&req.app, b))
         .collect::<Result<Vec<_>, _>>()?;
     let any_info = events.iter().any(|e| e.info.any());
-    let sent: Vec<_> = events
-        .iter()
-        .flat_map(|e| queue_event(&state, &req.app, e))
-        .collect();
+    let sent: Vec<_> = {
+        // A subscriber of several of the batch's events gets them in one write.
+        let _cork = Cork::new();
+        events
+            .iter()
+            .flat_map(|e| queue_event(&state, &req.app, e))
+            .collect()
+    };
     join_all(sent).await;
     let mut results = Vec::with_capacity(events.len());
     for e in &events {

@@ -1,22 +1,40 @@
 //! The handle through which the rest of the server reaches one connection: a bounded queue of
-//! already-encoded frames, drained by that connection's writer task.
+//! already-encoded frames in front of the connection's WebSocket sink.
 //!
-//! Pushing never waits. When a connection's queue is full it is a slow consumer: it is marked for
-//! closing (4100) and further frames are dropped for it alone, so memory stays bounded and nobody
-//! else is held up. The writer task watches the kill signal itself and writes the goodbye
-//! (`pusher:error` and close) directly on the socket, since the full queue cannot carry it.
+//! Two ways drain the queue into the sink, one at a time (both under the connection's lock):
+//! - the connection's writer task ([`ConnHandle::poll_writer`]), woken when a frame is queued;
+//! - a [`Cork`]: a publisher (HTTP API request, client event, Redis bus message) that delivers to
+//!   many connections marks them, then writes each one's queued frames itself when it is done, so
+//!   a broadcast costs one `send` per subscriber and no task wake-ups. When a socket cannot take
+//!   everything, the rest is left to the writer task, which waits for the socket to drain.
+//!
+//! Pushing never waits on a socket. When a connection's queue is full it is a slow consumer: it is
+//! marked for closing (4100) and further frames are dropped for it alone, so memory stays bounded
+//! and nobody else is held up. The writer then takes the sink and writes the goodbye
+//! (`pusher:error` and close) itself, since the full queue cannot carry it.
 
+use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::future::Future;
+use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use axum::extract::ws::Utf8Bytes;
-use futures_util::task::AtomicWaker;
-use tokio::sync::{mpsc, Notify};
+use axum::extract::ws::{Message, Utf8Bytes};
+use futures_util::task::{noop_waker_ref, AtomicWaker};
+use futures_util::Sink;
+use parking_lot::Mutex;
+use tokio::sync::Notify;
 
 use crate::error::ConnectionError;
+
+/// The connection's WebSocket sink (boxed so that the queue logic is testable without a socket).
+pub type WsSink = Pin<Box<dyn Sink<Message, Error = axum::Error> + Send>>;
+
+/// Frames written before one flush and before the writer gives other tasks a turn.
+const WRITE_BATCH: usize = 64;
 
 /// Why a connection was told to close from outside its own task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,27 +55,70 @@ impl KillReason {
     }
 }
 
-/// What the writer task takes from the queue.
-#[derive(Debug)]
-pub enum Outbound {
-    /// An encoded text frame; the bytes are shared by every recipient of a broadcast.
-    Frame(Utf8Bytes),
-    /// Nothing to write: look at the kill flag and the session's end. The writer reads them with
-    /// plain loads between batches instead of polling futures on every delivery.
-    Wake,
+/// Why the writer task stops writing queued frames.
+pub enum WriterExit {
+    /// Killed from outside: what is queued is dropped; the goodbye goes out at once.
+    Killed(KillReason),
+    /// The session ended (with its error; `None`: the client left) and the queue is written.
+    Ended(Option<ConnectionError>),
+    /// The socket failed; nothing more can be written.
+    Failed,
+}
+
+struct Out {
+    queue: VecDeque<Utf8Bytes>,
+    /// Taken by the writer when it says goodbye; `None` also for a handle without a socket.
+    sink: Option<WsSink>,
+    /// The writer task owns the sink's progress: it holds unflushed bytes (the socket is full)
+    /// or the writer is already woken. Nobody else touches the sink until this clears.
+    busy: bool,
+    /// Already in the current cork's list.
+    corked: bool,
+    /// The writer took the sink: nothing more is accepted.
+    closed: bool,
+}
+
+impl Out {
+    /// Moves queued frames into the sink and flushes it. `Pending` leaves the rest queued and
+    /// means the sink registered `cx` to be woken when the socket can take more.
+    fn drain(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), axum::Error>> {
+        let Some(sink) = self.sink.as_mut() else {
+            return Poll::Ready(Ok(()));
+        };
+        let mut written = 0;
+        while !self.queue.is_empty() && written < WRITE_BATCH {
+            match sink.as_mut().poll_ready(cx) {
+                Poll::Ready(Ok(())) => {}
+                other => return other,
+            }
+            if let Some(frame) = self.queue.pop_front() {
+                sink.as_mut().start_send(Message::Text(frame))?;
+                written += 1;
+            }
+        }
+        match sink.as_mut().poll_flush(cx) {
+            Poll::Ready(Ok(())) if !self.queue.is_empty() => {
+                // A long queue: give other tasks a turn, then go on.
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            }
+            other => other,
+        }
+    }
 }
 
 struct Shared {
     socket_id: Box<str>,
-    tx: mpsc::Sender<Outbound>,
+    capacity: usize,
+    out: Mutex<Out>,
     kill: AtomicU8,
     /// Set once the session is over; the writer then takes `end` and says goodbye.
     ended: AtomicBool,
     /// Why the session ended (`None`: the client left).
     end: Mutex<Option<ConnectionError>>,
     killed: Notify,
-    /// Wakes a writer stuck in a write to a full socket (see [`ConnHandle::writer_killed`]).
-    writer_waker: AtomicWaker,
+    /// The writer task: woken when there is something to write, a kill, or the session's end.
+    writer: AtomicWaker,
 }
 
 /// Cheap to clone; equality is identity of the connection.
@@ -73,15 +134,24 @@ impl std::fmt::Debug for ConnHandle {
 }
 
 impl ConnHandle {
-    pub fn new(socket_id: String, tx: mpsc::Sender<Outbound>) -> Self {
+    /// A connection writing to `sink` (`None`: frames stay queued, for tests) that holds at most
+    /// `capacity` frames not yet written.
+    pub fn new(socket_id: String, capacity: usize, sink: Option<WsSink>) -> Self {
         Self(Arc::new(Shared {
             socket_id: socket_id.into_boxed_str(),
-            tx,
+            capacity,
+            out: Mutex::new(Out {
+                queue: VecDeque::new(),
+                sink,
+                busy: false,
+                corked: false,
+                closed: false,
+            }),
             kill: AtomicU8::new(KillReason::None as u8),
             ended: AtomicBool::new(false),
             end: Mutex::new(None),
             killed: Notify::new(),
-            writer_waker: AtomicWaker::new(),
+            writer: AtomicWaker::new(),
         }))
     }
 
@@ -92,14 +162,80 @@ impl ConnHandle {
     /// Queues a frame without waiting. Returns false (and marks the connection for closing) when
     /// the queue is full; returns false quietly when the connection is already gone.
     pub fn send(&self, frame: &Utf8Bytes) -> bool {
-        match self.0.tx.try_send(Outbound::Frame(frame.clone())) {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                self.kill(KillReason::SlowConsumer);
-                false
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        let mut out = self.0.out.lock();
+        if out.closed || self.kill_reason() != KillReason::None {
+            return false;
         }
+        if out.queue.len() >= self.0.capacity {
+            drop(out);
+            self.kill(KillReason::SlowConsumer);
+            return false;
+        }
+        out.queue.push_back(frame.clone());
+        if out.busy || out.corked {
+            return true;
+        }
+        if Cork::add(self) {
+            out.corked = true;
+            return true;
+        }
+        out.busy = true;
+        drop(out);
+        self.0.writer.wake();
+        true
+    }
+
+    /// A cork's turn at this connection: writes what is queued unless the writer task has it.
+    fn flush_corked(&self) {
+        let mut out = self.0.out.lock();
+        out.corked = false;
+        if out.busy || out.closed || out.queue.is_empty() {
+            return;
+        }
+        // Not the writer's own context: whatever the sink registers it for is overwritten when
+        // the writer, woken below, polls it again.
+        let mut cx = Context::from_waker(noop_waker_ref());
+        if let Poll::Ready(Ok(())) = out.drain(&mut cx) {
+            return;
+        }
+        // The socket is full (or failed): the writer takes over and finds out which.
+        out.busy = true;
+        drop(out);
+        self.0.writer.wake();
+    }
+
+    /// The writer task's step: writes what is queued, and returns once it has to stop.
+    pub fn poll_writer(&self, cx: &mut Context<'_>) -> Poll<WriterExit> {
+        // Registered first: a kill, a frame or the end arriving after a check below wakes us.
+        self.0.writer.register(cx.waker());
+        loop {
+            let reason = self.kill_reason();
+            if reason != KillReason::None {
+                return Poll::Ready(WriterExit::Killed(reason));
+            }
+            let mut out = self.0.out.lock();
+            if out.queue.is_empty() && !out.busy {
+                if self.0.ended.load(Ordering::Acquire) {
+                    return Poll::Ready(WriterExit::Ended(self.0.end.lock().take()));
+                }
+                return Poll::Pending;
+            }
+            out.busy = true;
+            match out.drain(cx) {
+                Poll::Ready(Ok(())) => out.busy = false,
+                Poll::Ready(Err(_)) => return Poll::Ready(WriterExit::Failed),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+
+    /// For the writer, once it stopped: takes the sink (nothing more is accepted) and, when
+    /// `keep` is false, drops what is still queued. Returns the sink and what to write first.
+    pub fn take_sink(&self, keep: bool) -> (Option<WsSink>, Vec<Utf8Bytes>) {
+        let mut out = self.0.out.lock();
+        out.closed = true;
+        let rest = std::mem::take(&mut out.queue);
+        (out.sink.take(), if keep { rest.into() } else { Vec::new() })
     }
 
     /// Asks the connection's tasks (reader and writer) to close it; the first reason given wins.
@@ -115,38 +251,19 @@ impl ConnHandle {
             )
             .is_ok()
         {
-            // Both the reader and the writer wait for this; either may not be waiting yet, which
-            // `killed` covers by checking the flag after registering.
+            // The reader may not be waiting yet, which `killed` covers by checking the flag after
+            // registering; the writer checks it after registering its waker.
             self.0.killed.notify_waiters();
-            // An idle writer waits on the queue; a full queue means it is busy and will look
-            // at the flag after its batch, or is stuck in a write, which `writer_killed` covers.
-            let _ = self.0.tx.try_send(Outbound::Wake);
-            self.0.writer_waker.wake();
+            self.0.writer.wake();
         }
     }
 
     /// The session is over (with its error, if any): the writer sends what is queued, then the
     /// goodbye. Called once, by the connection's own task.
     pub fn finish(&self, end: Option<ConnectionError>) {
-        if let Ok(mut slot) = self.0.end.lock() {
-            *slot = end;
-        }
+        *self.0.end.lock() = end;
         self.0.ended.store(true, Ordering::Release);
-        // When the queue is full the writer is busy and looks at the flag after its batch.
-        let _ = self.0.tx.try_send(Outbound::Wake);
-    }
-
-    /// For the writer: `Some` once [`Self::finish`] was called, with the session's error.
-    pub fn take_end(&self) -> Option<Option<ConnectionError>> {
-        if !self.0.ended.load(Ordering::Acquire) {
-            return None;
-        }
-        Some(self.0.end.lock().ok().and_then(|mut slot| slot.take()))
-    }
-
-    /// Like [`Self::killed`], for the connection's one writer task while it waits on its socket.
-    pub fn writer_killed(&self) -> WriterKilled<'_> {
-        WriterKilled(self)
+        self.0.writer.wake();
     }
 
     /// Resolves once [`Self::kill`] was called, with its reason.
@@ -174,58 +291,247 @@ impl ConnHandle {
     pub fn same(&self, other: &ConnHandle) -> bool {
         Arc::ptr_eq(&self.0, &other.0)
     }
+
+    /// What is queued and not yet written (for tests of handles without a socket).
+    #[cfg(test)]
+    pub fn take_queued(&self) -> Vec<String> {
+        let mut out = self.0.out.lock();
+        out.queue.drain(..).map(|f| f.as_str().to_owned()).collect()
+    }
 }
 
-/// See [`ConnHandle::writer_killed`]; only one task may wait on it at a time.
-pub struct WriterKilled<'a>(&'a ConnHandle);
+thread_local! {
+    /// The connections the current [`Cork`] on this thread delivered to; `None`: no cork.
+    static CORKED: RefCell<Option<Vec<ConnHandle>>> = const { RefCell::new(None) };
+}
 
-impl Future for WriterKilled<'_> {
-    type Output = KillReason;
+/// While alive, frames queued on this thread are not handed to the connections' writer tasks:
+/// the cork writes them itself when dropped, every connection once, whatever it queued. Meant for
+/// code that delivers and then returns (it is not `Send`, so it cannot be held across an await).
+/// A cork inside another does nothing; the outer one writes.
+pub struct Cork {
+    outer: bool,
+    _not_send: PhantomData<*const ()>,
+}
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<KillReason> {
-        let conn = self.0;
-        let reason = conn.kill_reason();
-        if reason != KillReason::None {
-            return Poll::Ready(reason);
+impl Cork {
+    pub fn new() -> Self {
+        let outer = CORKED.with(|c| {
+            let mut c = c.borrow_mut();
+            let outer = c.is_none();
+            if outer {
+                *c = Some(Vec::new());
+            }
+            outer
+        });
+        Self {
+            outer,
+            _not_send: PhantomData,
         }
-        conn.0.writer_waker.register(cx.waker());
-        // Checked again after registering: a kill in between would otherwise wake nobody.
-        match conn.kill_reason() {
-            KillReason::None => Poll::Pending,
-            reason => Poll::Ready(reason),
+    }
+
+    /// Adds `conn` to this thread's cork; false when there is none.
+    fn add(conn: &ConnHandle) -> bool {
+        CORKED.with(|c| match c.borrow_mut().as_mut() {
+            Some(list) => {
+                list.push(conn.clone());
+                true
+            }
+            None => false,
+        })
+    }
+}
+
+impl Default for Cork {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for Cork {
+    fn drop(&mut self) {
+        if !self.outer {
+            return;
         }
+        // Taken out first: writing may not queue again here, but must not find the cork on.
+        let corked = CORKED.with(|c| c.borrow_mut().take()).unwrap_or_default();
+        if corked.is_empty() {
+            return;
+        }
+        // Outside tokio's cooperative budget: within a task, after ~128 socket operations every
+        // further write would answer `Pending` (time to yield) and go to the writer tasks.
+        let mut flush = std::pin::pin!(tokio::task::unconstrained(std::future::poll_fn(|_| {
+            for conn in &corked {
+                conn.flush_corked();
+            }
+            Poll::Ready(())
+        })));
+        let _ = flush
+            .as_mut()
+            .poll(&mut Context::from_waker(noop_waker_ref()));
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::future::poll_fn;
+
+    /// A sink that takes `room` frames, then is full until given more room.
+    #[derive(Default)]
+    struct TestSink {
+        state: Arc<Mutex<SinkState>>,
+    }
+
+    #[derive(Default)]
+    struct SinkState {
+        room: usize,
+        written: Vec<String>,
+        waker: Option<std::task::Waker>,
+        flushes: usize,
+    }
+
+    impl Sink<Message> for TestSink {
+        type Error = axum::Error;
+        fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), axum::Error>> {
+            let mut s = self.state.lock();
+            if s.room > 0 {
+                Poll::Ready(Ok(()))
+            } else {
+                s.waker = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+        fn start_send(self: Pin<&mut Self>, item: Message) -> Result<(), axum::Error> {
+            let mut s = self.state.lock();
+            if let Message::Text(t) = item {
+                s.room -= 1;
+                s.written.push(t.as_str().to_owned());
+            }
+            Ok(())
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), axum::Error>> {
+            self.state.lock().flushes += 1;
+            Poll::Ready(Ok(()))
+        }
+        fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), axum::Error>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    fn with_sink(room: usize, capacity: usize) -> (ConnHandle, Arc<Mutex<SinkState>>) {
+        let sink = TestSink::default();
+        sink.state.lock().room = room;
+        let state = Arc::clone(&sink.state);
+        (
+            ConnHandle::new("1.1".into(), capacity, Some(Box::pin(sink))),
+            state,
+        )
+    }
+
+    fn frame(s: &'static str) -> Utf8Bytes {
+        Utf8Bytes::from_static(s)
+    }
 
     #[tokio::test]
     async fn full_queue_marks_slow_consumer() {
-        let (tx, mut rx) = mpsc::channel(2);
-        let h = ConnHandle::new("1.1".into(), tx);
-        let f = Utf8Bytes::from_static("x");
-        assert!(h.send(&f));
-        assert!(h.send(&f));
-        assert!(!h.send(&f));
+        let h = ConnHandle::new("1.1".into(), 2, None);
+        assert!(h.send(&frame("x")));
+        assert!(h.send(&frame("y")));
+        assert!(!h.send(&frame("z")));
         assert_eq!(h.killed().await, KillReason::SlowConsumer);
-        // The first reason wins.
+        // The first reason wins; nothing more is queued once killed.
         h.kill(KillReason::Terminated);
         assert_eq!(h.killed().await, KillReason::SlowConsumer);
-        assert!(matches!(rx.recv().await, Some(Outbound::Frame(f)) if f == "x"));
+        assert!(!h.send(&frame("w")));
+        assert_eq!(h.take_queued(), ["x", "y"]);
     }
 
     #[tokio::test]
     async fn every_waiter_sees_the_kill() {
-        let (tx, _rx) = mpsc::channel(1);
-        let h = ConnHandle::new("1.1".into(), tx);
+        let h = ConnHandle::new("1.1".into(), 1, None);
         let (a, b) = (h.clone(), h.clone());
         let reader = tokio::spawn(async move { a.killed().await });
-        let writer = tokio::spawn(async move { b.writer_killed().await });
+        let writer = tokio::spawn(async move { poll_fn(|cx| b.poll_writer(cx)).await });
         tokio::task::yield_now().await;
         h.kill(KillReason::Terminated);
         assert_eq!(reader.await.unwrap(), KillReason::Terminated);
-        assert_eq!(writer.await.unwrap(), KillReason::Terminated);
+        assert!(matches!(
+            writer.await.unwrap(),
+            WriterExit::Killed(KillReason::Terminated)
+        ));
+    }
+
+    #[test]
+    fn a_cork_writes_each_connection_once_in_order() {
+        let (a, sa) = with_sink(100, 10);
+        let (b, sb) = with_sink(100, 10);
+        {
+            let _cork = Cork::new();
+            for f in [frame("1"), frame("2"), frame("3")] {
+                a.send(&f);
+                b.send(&f);
+            }
+            // Nothing written while corked.
+            assert!(sa.lock().written.is_empty());
+        }
+        for s in [&sa, &sb] {
+            let s = s.lock();
+            assert_eq!(s.written, ["1", "2", "3"]);
+            assert_eq!(s.flushes, 1);
+        }
+        // Without a cork a frame waits for the writer task.
+        a.send(&frame("4"));
+        assert_eq!(sa.lock().written.len(), 3);
+    }
+
+    #[tokio::test]
+    async fn what_a_full_socket_leaves_the_writer_writes_in_order() {
+        let (h, s) = with_sink(2, 10);
+        {
+            let _cork = Cork::new();
+            for f in [frame("1"), frame("2"), frame("3"), frame("4")] {
+                h.send(&f);
+            }
+        }
+        assert_eq!(s.lock().written, ["1", "2"]);
+        // Queued behind the writer now, not written by the next cork.
+        {
+            let _cork = Cork::new();
+            h.send(&frame("5"));
+        }
+        assert_eq!(s.lock().written, ["1", "2"]);
+        let writer = {
+            let h = h.clone();
+            tokio::spawn(async move { poll_fn(|cx| h.poll_writer(cx)).await })
+        };
+        tokio::task::yield_now().await;
+        // The socket drains: the writer goes on where the cork stopped.
+        let waker = {
+            let mut st = s.lock();
+            st.room = 100;
+            st.waker.take()
+        };
+        waker.expect("the writer waits on the sink").wake();
+        tokio::task::yield_now().await;
+        assert_eq!(s.lock().written, ["1", "2", "3", "4", "5"]);
+        h.finish(None);
+        assert!(matches!(writer.await.unwrap(), WriterExit::Ended(None)));
+        let (sink, rest) = h.take_sink(true);
+        assert!(sink.is_some() && rest.is_empty());
+        assert!(!h.send(&frame("6")));
+    }
+
+    #[test]
+    fn nested_corks_write_once_at_the_outer_end() {
+        let (h, s) = with_sink(100, 10);
+        let outer = Cork::new();
+        {
+            let _inner = Cork::new();
+            h.send(&frame("1"));
+        }
+        assert!(s.lock().written.is_empty());
+        drop(outer);
+        assert_eq!(s.lock().written, ["1"]);
     }
 }

@@ -37,7 +37,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::{Adapter, AdapterError, Health, HistoryPage, Publish};
 use crate::app::{App, Apps};
 use crate::channels::{succeeded_with, Announce, ChannelInfo, Extras, Subscribed};
-use crate::outbound::ConnHandle;
+use crate::outbound::{ConnHandle, Cork};
 use crate::presence::{member_added_data, member_removed_data, PresenceMember};
 use crate::wire;
 
@@ -834,6 +834,7 @@ async fn subscribe_loop(inner: Arc<Inner>) {
                     let _ = inner.enqueue(Op::Resync);
                     let mut stream = pubsub.on_message();
                     while let Some(msg) = stream.next().await {
+                        let _cork = Cork::new();
                         deliver(&inner, msg.get_payload_bytes());
                     }
                     inner.subscribed.store(false, Ordering::Release);

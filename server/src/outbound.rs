@@ -35,6 +35,8 @@ pub type WsSink = Pin<Box<dyn Sink<Message, Error = axum::Error> + Send>>;
 
 /// Frames written before one flush and before the writer gives other tasks a turn.
 const WRITE_BATCH: usize = 64;
+/// Queue slots an emptied queue may keep allocated.
+const KEEP_CAPACITY: usize = 16;
 
 /// Why a connection was told to close from outside its own task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,6 +97,10 @@ impl Out {
                 sink.as_mut().start_send(Message::Text(frame))?;
                 written += 1;
             }
+        }
+        if self.queue.is_empty() && self.queue.capacity() > KEEP_CAPACITY {
+            // A burst is over: an idle connection does not keep a long queue's memory.
+            self.queue = VecDeque::new();
         }
         match sink.as_mut().poll_flush(cx) {
             Poll::Ready(Ok(())) if !self.queue.is_empty() => {
@@ -520,6 +526,23 @@ mod tests {
         let (sink, rest) = h.take_sink(true);
         assert!(sink.is_some() && rest.is_empty());
         assert!(!h.send(&frame("6")));
+    }
+
+    #[test]
+    fn a_drained_burst_gives_its_memory_back() {
+        let (h, s) = with_sink(1000, 1000);
+        {
+            let _cork = Cork::new();
+            for _ in 0..200 {
+                h.send(&frame("x"));
+            }
+        }
+        // Written 64 at a time; the rest waits for the writer, which would run the same drain.
+        assert_eq!(s.lock().written.len(), WRITE_BATCH);
+        let mut cx = Context::from_waker(noop_waker_ref());
+        while h.0.out.lock().drain(&mut cx).is_pending() {}
+        assert_eq!(s.lock().written.len(), 200);
+        assert!(h.0.out.lock().queue.capacity() <= KEEP_CAPACITY);
     }
 
     #[test]

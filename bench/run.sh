@@ -77,7 +77,7 @@ start_server() { # name
   PORT=$("$BENCH" free-port)
   case "$1" in
     chorus)
-      "$CHORUS" --host 127.0.0.1 --port "$PORT" --app-id "$APP_ID" --app-key "$KEY" \
+      $SERVER_PIN "$CHORUS" --host 127.0.0.1 --port "$PORT" --app-id "$APP_ID" --app-key "$KEY" \
         --app-secret "$SECRET" --log warn >>"$OUT/chorus.log" 2>&1 &
       SERVER_PID=$! ;;
     sockudo)
@@ -96,7 +96,7 @@ start_server() { # name
         RATE_LIMITER_ENABLED=false METRICS_ENABLED=false \
         ADAPTER_DRIVER=local CACHE_DRIVER=memory QUEUE_DRIVER=memory APP_MANAGER_DRIVER=memory \
         DEBUG=false SOCKUDO_LOG_PROD=warn RUST_LOG=warn \
-        "$SOCKUDO") >>"$OUT/sockudo.log" 2>&1 &
+        $SERVER_PIN "$SOCKUDO") >>"$OUT/sockudo.log" 2>&1 &
       SERVER_PID=$! ;;
   esac
   for _ in $(seq 1 300); do
@@ -115,16 +115,21 @@ stop_server() {
   wait "$SERVER_PID" 2>/dev/null || true
 }
 
+SERVER_PIN="" TOOL_PIN=""
 run_case() { # server case args...
   local server="$1" case="$2"; shift 2
   if [ -n "$CASES" ] && [[ " $CASES " != *" $case "* ]]; then return 0; fi
+  # "-pin" cases: the server on core 0 and the tool on core 1, so neither takes the other's CPU
+  # (the server's own capacity on one core, as with the tool on another machine).
+  SERVER_PIN="" TOOL_PIN=""
+  if [[ "$case" == *-pin ]]; then SERVER_PIN="taskset -c 0" TOOL_PIN="taskset -c 1"; fi
   if ! start_server "$server"; then
     echo "!! $server $case: server did not start" | tee -a "$OUT/run.log"
     stop_server
     return 0
   fi
   echo "== $server $case (load average: $(cut -d' ' -f1-3 /proc/loadavg))" | tee -a "$OUT/run.log"
-  timeout 900 "$BENCH" --port "$PORT" --app-id "$APP_ID" --key "$KEY" --secret "$SECRET" \
+  timeout 900 $TOOL_PIN "$BENCH" --port "$PORT" --app-id "$APP_ID" --key "$KEY" --secret "$SECRET" \
     --server-pid "$SERVER_PID" --label "$server" --case "$case" --out "$RES" "$@" 2>&1 \
     | tee -a "$OUT/run.log" || echo "!! $server $case failed" | tee -a "$OUT/run.log"
   stop_server
@@ -154,6 +159,10 @@ suite() { # server
   run_case "$s" chat-batch chat --rooms 1000 --rate 0 --batch 10 --http-connections 16 --duration 10
   # The same with two tool threads and twice the HTTP connections: is the tool the limit?
   run_case "$s" chat-batch-t2 --threads 2 chat --rooms 1000 --rate 0 --batch 10 --http-connections 32 --duration 10
+  # Server and tool on a core each: the server's capacity on one core, the tool never its limit.
+  run_case "$s" chat-http-pin chat --rooms 1000 --rate 0 --batch 1 --http-connections 16 --duration 10
+  run_case "$s" chat-batch-pin chat --rooms 1000 --rate 0 --batch 10 --http-connections 16 --duration 10
+  run_case "$s" fanout-100-pin fanout --subscribers 1000 --rate 100 --duration 15
   run_case "$s" chat-2k chat --rooms 1000 --rate 2000 --duration 10
   run_case "$s" presence presence --channels 10 --watchers 10 --churners 20 --rate 100 --duration 10
 }

@@ -448,21 +448,20 @@ impl Channels {
 mod tests {
     use super::*;
 
-    /// A handle without a socket, and its twin to read what was queued on it.
-    fn conn(id: &str) -> (ConnHandle, ConnHandle) {
-        let h = ConnHandle::new(id.into(), 16, None);
-        (h.clone(), h)
+    /// A handle without a socket: what is sent to it stays queued, for `texts` to read.
+    fn conn(id: &str) -> ConnHandle {
+        ConnHandle::new(id.into(), 16, None)
     }
 
-    fn texts(conn: &mut ConnHandle) -> Vec<String> {
+    fn texts(conn: &ConnHandle) -> Vec<String> {
         conn.take_queued()
     }
 
     #[test]
     fn broadcast_skips_excluded_and_empty_channels_are_dropped() {
         let chans = Channels::default();
-        let (a, mut ra) = conn("1.1");
-        let (b, mut rb) = conn("2.2");
+        let a = conn("1.1");
+        let b = conn("2.2");
         chans.subscribe(
             "c",
             ChannelKind::Public,
@@ -479,14 +478,14 @@ mod tests {
             Announce::Local,
             Extras::default(),
         );
-        texts(&mut ra);
-        texts(&mut rb);
+        texts(&a);
+        texts(&b);
         assert_eq!(
             chans.broadcast("c", &Utf8Bytes::from_static("m"), Some("1.1")),
             1
         );
-        assert!(texts(&mut ra).is_empty());
-        assert_eq!(texts(&mut rb), vec!["m"]);
+        assert!(texts(&a).is_empty());
+        assert_eq!(texts(&b), vec!["m"]);
         assert!(chans.unsubscribe("c", "1.1", true).is_some());
         assert!(chans.unsubscribe("c", "2.2", true).is_some());
         assert!(chans.unsubscribe("c", "2.2", true).is_none());
@@ -498,9 +497,9 @@ mod tests {
         let chans = Channels::default();
         let m1 = PresenceMember::parse(r#"{"user_id":"1"}"#).unwrap();
         let m2 = PresenceMember::parse(r#"{"user_id":"2"}"#).unwrap();
-        let (a1, mut ra1) = conn("1.1");
-        let (a2, _ra2) = conn("1.2");
-        let (b, mut rb) = conn("2.1");
+        let a1 = conn("1.1");
+        let a2 = conn("1.2");
+        let b = conn("2.1");
         chans.subscribe(
             "presence-r",
             ChannelKind::Presence,
@@ -509,7 +508,7 @@ mod tests {
             Announce::Local,
             Extras::default(),
         );
-        texts(&mut rb);
+        texts(&b);
         chans.subscribe(
             "presence-r",
             ChannelKind::Presence,
@@ -526,19 +525,19 @@ mod tests {
             Announce::Local,
             Extras::default(),
         );
-        let seen = texts(&mut rb);
+        let seen = texts(&b);
         assert_eq!(
             seen.iter().filter(|s| s.contains("member_added")).count(),
             1
         );
-        assert!(texts(&mut ra1)[0].contains("subscription_succeeded"));
+        assert!(texts(&a1)[0].contains("subscription_succeeded"));
         assert_eq!(chans.info("presence-r").user_count, Some(2));
         assert_eq!(chans.info("presence-r").subscription_count, 3);
         chans.unsubscribe("presence-r", "1.1", true);
-        assert!(texts(&mut rb).is_empty());
+        assert!(texts(&b).is_empty());
         chans.unsubscribe("presence-r", "1.2", true);
         assert_eq!(
-            texts(&mut rb)
+            texts(&b)
                 .iter()
                 .filter(|s| s.contains("member_removed"))
                 .count(),
@@ -549,7 +548,7 @@ mod tests {
     #[test]
     fn deferred_subscription_holds_events_until_activated() {
         let chans = Channels::default();
-        let (a, mut ra) = conn("1.1");
+        let a = conn("1.1");
         chans.subscribe(
             "c",
             ChannelKind::Public,
@@ -559,7 +558,7 @@ mod tests {
             Extras::default(),
         );
         chans.broadcast("c", &Utf8Bytes::from_static("early"), None);
-        assert!(texts(&mut ra).is_empty());
+        assert!(texts(&a).is_empty());
         chans.activate(
             "c",
             "1.1",
@@ -568,7 +567,7 @@ mod tests {
             None,
         );
         chans.broadcast("c", &Utf8Bytes::from_static("late"), None);
-        let got = texts(&mut ra);
+        let got = texts(&a);
         assert!(got[0].contains("subscription_succeeded"));
         assert_eq!(&got[1..], ["early", "late"]);
     }

@@ -129,7 +129,11 @@ async fn write_loop(conn: ConnHandle) {
         WriterExit::Killed(reason) => (reason.error(), false),
         // The session ended (`None`: the client left) after its queue was written.
         WriterExit::Ended(err) => (err, true),
-        WriterExit::Failed => return,
+        WriterExit::Failed => {
+            // Nothing more is queued for a dead socket.
+            conn.take_sink(false);
+            return;
+        }
     };
     let (Some(mut sink), queued) = conn.take_sink(keep) else {
         return;

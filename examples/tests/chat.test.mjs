@@ -3,7 +3,7 @@
 // failed step the rest of that example is skipped (they build on each other).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startStack } from './lib/stack.mjs';
 import {
@@ -135,13 +135,21 @@ async function scenario(t, app, mode) {
       );
       const link = bruno.locator('[data-testid=attachment]').last();
       await expectText(bruno, '[data-testid=attachment]', 'menu.txt');
-      const href = await link.getAttribute('href');
-      const res = await bruno.request.get(new URL(href, stack.url).href);
+      const fileUrl = new URL(await link.getAttribute('href'), stack.url).href;
+      // Only the chat's members get the file: no token 401, Carla (not in this chat) 403.
+      const tokenOf = async (userId) =>
+        (await (await bruno.request.post(new URL('/api/login', stack.url).href, { data: { user_id: userId } })).json()).token;
+      const as = async (userId) =>
+        bruno.request.get(fileUrl, { headers: { Authorization: `Bearer ${await tokenOf(userId)}` } });
+      assert.equal((await bruno.request.get(fileUrl)).status(), 401, 'the file without a token');
+      assert.equal((await as(3)).status(), 403, "the file with the token of Carla, who is not in the chat");
+      const res = await as(2);
       assert.equal(res.status(), 200);
       assert.equal(await res.text(), 'Soup of the day: tomato\n');
       assert.match(res.headers()['content-disposition'], /menu\.txt/);
       const [download] = await Promise.all([bruno.waitForEvent('download', { timeout: 10000 }), link.click()]);
       assert.equal(download.suggestedFilename(), 'menu.txt');
+      assert.equal(readFileSync(await download.path(), 'utf8'), 'Soup of the day: tomato\n', 'what the click saved');
       // Bruno has the chat open and visible: it is read at once.
       await expectText(ana, '[data-testid=receipt]', 'Read');
       await sleep(300); // a duplicate would arrive by now
@@ -186,6 +194,10 @@ async function scenario(t, app, mode) {
         'Ana to notice the outage',
       );
       await expectText(ana, '[data-testid=banner]', 'Reconnecting');
+      // Presence is unknown while disconnected: Bruno is not shown online from stale knowledge.
+      await expectText(ana, '[data-testid=chat-status]', 'waiting for the connection');
+      await expectText(ana, '[data-testid=online-unknown]', 'once connected');
+      assert.equal(await ana.locator('[data-testid=online-user]').count(), 0, 'nobody listed online while offline');
       await shot(ana, `4-ana-reconnecting`);
       await sleep(500);
       await stack.chorus.start();
@@ -194,6 +206,7 @@ async function scenario(t, app, mode) {
       assert.equal(await ana.locator('[data-testid=banner]').count(), 0);
       // Presence and chat channels are subscribed again: Bruno is online in this chat.
       await expectText(ana, '[data-testid=chat-status]', 'in this chat', 10000);
+      await expectText(ana, '[data-testid=online-user]', 'Bruno');
       await send(ana, 'Still there?');
       await eventually(
         async () => assert.equal((await bodies(bruno)).at(-1), 'Still there?'),

@@ -347,13 +347,13 @@ impl Db {
         Ok((changed > 0).then_some(message_id))
     }
 
-    /// The original name of a stored file.
-    pub fn attachment_name(&self, file: &str) -> Result<Option<String>> {
+    /// A stored file's original name and the chat it was sent in.
+    pub fn attachment(&self, file: &str) -> Result<Option<(String, i64)>> {
         self.conn()
             .query_row(
-                "SELECT attachment_name FROM messages WHERE attachment_file = ?1",
+                "SELECT attachment_name, chat_id FROM messages WHERE attachment_file = ?1",
                 [file],
-                |r| r.get(0),
+                |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()
     }

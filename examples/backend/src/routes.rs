@@ -163,18 +163,21 @@ fn percent_encode(s: &str) -> String {
         .collect()
 }
 
-/// `GET /api/files/{file}`: an attachment, as a download under its original name.
+/// `GET /api/files/{file}`: an attachment, as a download under its original name, for the members
+/// of the chat it was sent in (the app fetches it with its token, as every other request).
 pub async fn file(
     State(state): State<AppState>,
+    me: CurrentUser,
     Path(file): Path<String>,
 ) -> ApiResult<impl IntoResponse> {
     if file.len() != 32 || !file.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(ApiError::not_found());
     }
-    let name = state
+    let (name, chat_id) = state
         .db
-        .attachment_name(&file)?
+        .attachment(&file)?
         .ok_or_else(ApiError::not_found)?;
+    ensure_member(&state, chat_id, me.user.id)?;
     let bytes = tokio::fs::read(state.uploads.join(&file))
         .await
         .map_err(|_| ApiError::not_found())?;

@@ -39,5 +39,25 @@ export function createApi(token, socketId) {
     get: (path) => request(path, opts()),
     post: (path, json) => request(path, { ...opts(), method: 'POST', json }),
     upload: (path, form) => request(path, { ...opts(), method: 'POST', form }),
+    download: (path, name) => download(path, name, token),
   };
+}
+
+/** Saves an attachment under `name`. The file needs the token like any other request, which a
+ * plain link cannot send: it is fetched, then handed to the browser as a blob download. */
+async function download(path, name, token) {
+  const res = await fetch(path, { headers: { Authorization: `Bearer ${token}` } });
+  if (!res.ok) {
+    const data = await res.json().catch(() => null);
+    throw new ApiError(res.status, data?.error ?? res.statusText);
+  }
+  const url = URL.createObjectURL(await res.blob());
+  const a = document.createElement('a');
+  a.href = url;
+  a.download = name;
+  document.body.append(a);
+  a.click();
+  a.remove();
+  // The click starts the download; the blob can go once the browser has taken it.
+  setTimeout(() => URL.revokeObjectURL(url), 60_000);
 }

@@ -16,6 +16,8 @@ function useNow(ms) {
   return now;
 }
 
+const NOBODY = new Set();
+
 /** One Chorus connection while signed in, and its state. */
 function useChorus(token) {
   const [chorus, setChorus] = useState(null);
@@ -87,6 +89,13 @@ export default function ChatApp({ session, onSignedOut }) {
     loadChats();
     loadUsers();
   }, [loadChats, loadUsers]);
+  // Back after an outage: last-seen times of those who left meanwhile come from the backend.
+  const connectedBefore = useRef(false);
+  useEffect(() => {
+    if (connection !== 'connected') return;
+    if (connectedBefore.current) loadUsers();
+    connectedBefore.current = true;
+  }, [connection, loadUsers]);
 
   const toastSeq = useRef(0);
   const toast = useCallback((title, body, chatId) => {
@@ -171,7 +180,11 @@ export default function ChatApp({ session, onSignedOut }) {
   }
 
   const openChat = chats.find((c) => c.id === openChatId);
-  const onlineUsers = users.filter((u) => u.id !== me.id && online.has(u.id));
+  // While the connection is down, presence is not known: who was online may have left meanwhile.
+  // Nobody is shown online until the presence channel is joined again (`here` fills it anew).
+  const live = connection === 'connected';
+  const shownOnline = live ? online : NOBODY;
+  const onlineUsers = users.filter((u) => u.id !== me.id && shownOnline.has(u.id));
 
   return (
     <div className={`app${openChat ? ' chat-open' : ''}`}>
@@ -201,12 +214,16 @@ export default function ChatApp({ session, onSignedOut }) {
               </button>
             ))}
           </div>
+        ) : !live ? (
+          <div className="online-empty" data-testid="online-unknown">
+            Shown again once connected.
+          </div>
         ) : (
           <div className="online-empty">Nobody else is here right now.</div>
         )}
 
         <div className="section-title">Chats</div>
-        <ChatList chats={chats} me={me} openChatId={openChatId} online={online} now={now} onSelect={select} />
+        <ChatList chats={chats} me={me} openChatId={openChatId} online={shownOnline} now={now} onSelect={select} />
       </aside>
 
       <main className="main">
@@ -222,7 +239,8 @@ export default function ChatApp({ session, onSignedOut }) {
             api={api}
             me={me}
             chat={openChat}
-            online={online.has(openChat.other.id)}
+            live={live}
+            online={shownOnline.has(openChat.other.id)}
             lastSeen={lastSeenOf(openChat.other.id)}
             now={now}
             onSent={sent}

@@ -2,9 +2,16 @@ import { useCallback, useEffect, useLayoutEffect, useMemo, useRef, useState } fr
 import { dayLabel, fileSize, lastSeen, timeOf } from '../format.js';
 import Avatar from './Avatar.jsx';
 
-function Attachment({ attachment }) {
+function Attachment({ attachment, api }) {
+  const [failed, setFailed] = useState(false);
+  const save = (e) => {
+    e.preventDefault();
+    if (!attachment.url) return; // still being sent
+    setFailed(false);
+    api.download(attachment.url, attachment.name).catch(() => setFailed(true));
+  };
   return (
-    <a className="attachment" href={attachment.url} download data-testid="attachment">
+    <a className="attachment" href={attachment.url} onClick={save} data-testid="attachment">
       <span className="attachment-icon">
         <svg width="18" height="18" viewBox="0 0 24 24" fill="none" stroke="currentColor" strokeWidth="2">
           <path d="M14 3H6a2 2 0 0 0-2 2v14a2 2 0 0 0 2 2h12a2 2 0 0 0 2-2V9z" />
@@ -13,13 +20,15 @@ function Attachment({ attachment }) {
       </span>
       <span>
         <div className="attachment-name">{attachment.name}</div>
-        <div className="attachment-size">{fileSize(attachment.size)} · Download</div>
+        <div className="attachment-size">
+          {fileSize(attachment.size)} · {failed ? 'Download failed, try again' : 'Download'}
+        </div>
       </span>
     </a>
   );
 }
 
-export default function ChatWindow({ chorus, api, me, chat, online, lastSeen: lastSeenAt, now, onSent, onBack }) {
+export default function ChatWindow({ chorus, api, me, chat, live = true, online, lastSeen: lastSeenAt, now, onSent, onBack }) {
   const chatId = chat.id;
   const other = chat.other;
 
@@ -155,7 +164,9 @@ export default function ChatWindow({ chorus, api, me, chat, online, lastSeen: la
   }, [messages.length]);
 
   let status = { text: lastSeen(lastSeenAt, now), cls: '' };
-  if (typing) status = { text: 'typing…', cls: 'typing' };
+  // Not connected: presence and typing are not current.
+  if (!live) status = { text: 'waiting for the connection…', cls: '' };
+  else if (typing) status = { text: 'typing…', cls: 'typing' };
   else if (otherInChat) status = { text: 'online · in this chat', cls: 'live' };
   else if (online) status = { text: 'online', cls: 'live' };
 
@@ -178,7 +189,7 @@ export default function ChatWindow({ chorus, api, me, chat, online, lastSeen: la
     const cls = `message${own ? ' own' : ''}${m.id === null ? ' pending' : ''}${m.failed ? ' failed' : ''}`;
     items.push(
       <div key={m.id ?? m.key} className={cls} data-testid="message" data-own={own}>
-        {m.attachment && <Attachment attachment={m.attachment} />}
+        {m.attachment && <Attachment attachment={m.attachment} api={api} />}
         {m.body && (
           <div className="message-body" data-testid="message-body">
             {m.body}

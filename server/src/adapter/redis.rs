@@ -796,7 +796,9 @@ async fn write_loop(inner: Arc<Inner>, mut rx: mpsc::Receiver<Op>) {
             Err(_) => inner.failed("redis publish", &"timed out"),
         }
         if !inner.commands_ok.load(Ordering::Acquire) {
-            // Redis did not take them: local subscribers still get them live, unpositioned.
+            // Redis did not take them: local subscribers still get them live, unpositioned,
+            // written by this task as a bus message's are (see `Cork`).
+            let _cork = Cork::new();
             for (app, channel, mut frame, except) in fallback.drain(..) {
                 frame.push('}');
                 app.deliver_local(&channel, &Utf8Bytes::from(frame), except.as_deref());

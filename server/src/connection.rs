@@ -39,6 +39,8 @@ pub struct ConnectRequest {
     pub key: String,
     pub protocol: Option<String>,
     pub origin: Option<String>,
+    /// The path, when the upgrade came on another than `/app/{key}`: refused with 4005.
+    pub wrong_path: Option<String>,
 }
 
 /// Serves one WebSocket until it closes.
@@ -86,6 +88,9 @@ fn admit(
 ) -> Result<(Arc<App>, Slots), ConnectionError> {
     if state.is_shutting_down() {
         return Err(ConnectionError::ShuttingDown);
+    }
+    if let Some(path) = &req.wrong_path {
+        return Err(ConnectionError::PathNotFound(path.clone()));
     }
     let app = state
         .apps

@@ -13,6 +13,8 @@ use chorus_protocol::{ChannelNameError, ErrorCode};
 pub enum ConnectionError {
     #[error("App key {0:?} does not exist")]
     AppNotFound(String),
+    #[error("No WebSocket endpoint at {0:?}: connect to /app/{{key}}")]
+    PathNotFound(String),
     #[error("No protocol version given (pass ?protocol=7)")]
     NoProtocolVersion,
     #[error("Invalid protocol version {0:?}")]
@@ -67,6 +69,7 @@ impl ConnectionError {
         use ConnectionError::*;
         match self {
             AppNotFound(_) => ErrorCode::AppNotFound,
+            PathNotFound(_) => ErrorCode::PathNotFound,
             NoProtocolVersion => ErrorCode::NoProtocolVersion,
             InvalidVersionString(_) => ErrorCode::InvalidVersionString,
             UnsupportedProtocolVersion(_) => ErrorCode::UnsupportedProtocolVersion,
@@ -93,6 +96,7 @@ impl ConnectionError {
         matches!(
             self,
             AppNotFound(_)
+                | PathNotFound(_)
                 | NoProtocolVersion
                 | InvalidVersionString(_)
                 | UnsupportedProtocolVersion(_)

@@ -10,7 +10,7 @@ use std::time::Duration;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::{DefaultBodyLimit, Query, Request, State, WebSocketUpgrade};
-use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -152,9 +152,30 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .route("/up", get(up))
         .route("/metrics", get(metrics_text))
         .merge(api)
-        .fallback(|| async { ApiError::NotFound })
+        .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
+}
+
+/// An unknown path: a WebSocket upgrade is accepted only to tell the client 4005 (a Pusher client
+/// then stops retrying instead of failing the handshake forever); anything else is a JSON 404.
+async fn not_found(
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    State(state): State<Arc<ServerState>>,
+    uri: Uri,
+) -> Response {
+    let Ok(ws) = ws else {
+        return ApiError::NotFound.into_response();
+    };
+    let request = ConnectRequest {
+        key: String::new(),
+        protocol: None,
+        origin: None,
+        wrong_path: Some(uri.path().to_owned()),
+    };
+    ws.read_buffer_size(READ_BUFFER)
+        .write_buffer_size(WRITE_BUFFER)
+        .on_upgrade(move |socket| connection::serve(socket, state, request))
 }
 
 /// A known path with another method: JSON like every error (axum still adds the `Allow` header).
@@ -179,6 +200,7 @@ async fn websocket(
             .get(header::ORIGIN)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned),
+        wrong_path: None,
     };
     // tungstenite's 128 KiB default buffers would cost every idle connection 128 KiB; reads and
     // writes simply loop over smaller chunks.

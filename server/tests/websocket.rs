@@ -48,6 +48,34 @@ async fn admission_errors_carry_protocol_codes() {
 }
 
 #[tokio::test]
+async fn a_websocket_on_another_path_is_told_4005() {
+    let server = TestServer::start().await;
+    for path in ["/ws/app/KEY", "/app/", "/app/KEY/extra", "/"] {
+        let path = path.replace("KEY", KEY);
+        let (err, code) = refused(&format!("ws://{}{path}?protocol=7", server.addr)).await;
+        assert_eq!(
+            (err["code"].as_u64(), code),
+            (Some(4005), Some(4005)),
+            "{path}: {err}"
+        );
+        assert!(
+            err["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(&path) && m.contains("/app/{key}")),
+            "{err}"
+        );
+    }
+    // The right path still connects; a plain request on an unknown path is still a JSON 404.
+    server.connect().await;
+    let res = reqwest::get(format!("http://{}/ws/app/{KEY}", server.addr))
+        .await
+        .expect("get");
+    assert_eq!(res.status(), 404);
+    let body: Value = res.json().await.expect("json");
+    assert!(body["error"].is_string(), "{body}");
+}
+
+#[tokio::test]
 async fn origin_not_allowed_is_4009() {
     let server =
         TestServer::start_with(|c| c.apps[0].allowed_origins = vec!["https://app.example".into()])

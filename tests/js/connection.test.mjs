@@ -1,5 +1,5 @@
 // Connection lifecycle as pusher-js / Echo see it: handshake, heartbeat,
-// unknown app key (4001), connection quota (4004), unsubscribe.
+// unknown app key (4001), wrong path (4005), connection quota (4004), unsubscribe.
 
 import assert from 'node:assert/strict';
 
@@ -63,6 +63,19 @@ chorus.test('an unknown app key is refused with error 4001 and pusher-js does no
   pusher.connection.bind('state_change', ({ current }) => states.push(current));
   await codes.waitFor(1);
   assert.ok(codes.calls.includes(4001), `expected 4001, got ${JSON.stringify(codes.calls)}`);
+  await waitUntil(() => pusher.connection.state === 'disconnected' || pusher.connection.state === 'failed', 'client to give up');
+  assert.ok(!states.includes('connected'), `must never reach connected: ${states}`);
+});
+
+chorus.test('a wrong wsPath is refused with error 4005 and pusher-js does not retry', async () => {
+  // As behind a proxy that keeps a prefix: the socket opens on /ws/app/{key}.
+  const pusher = chorus.pusher({ options: { wsPath: '/ws' } });
+  const codes = new Recorder('error codes');
+  pusher.connection.bind('error', (e) => codes.fn(pusherErrorCode(e)));
+  const states = [];
+  pusher.connection.bind('state_change', ({ current }) => states.push(current));
+  await codes.waitFor(1);
+  assert.ok(codes.calls.includes(4005), `expected 4005, got ${JSON.stringify(codes.calls)}`);
   await waitUntil(() => pusher.connection.state === 'disconnected' || pusher.connection.state === 'failed', 'client to give up');
   assert.ok(!states.includes('connected'), `must never reach connected: ${states}`);
 });

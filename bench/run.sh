@@ -115,7 +115,6 @@ stop_server() {
   wait "$SERVER_PID" 2>/dev/null || true
 }
 
-SERVER_PIN="" TOOL_PIN=""
 run_case() { # server case args...
   local server="$1" case="$2"; shift 2
   if [ -n "$CASES" ] && [[ " $CASES " != *" $case "* ]]; then return 0; fi

@@ -448,13 +448,9 @@ impl Channels {
 mod tests {
     use super::*;
 
-    /// A handle without a socket: what is sent to it stays queued, for `texts` to read.
+    /// A handle without a socket: what is sent to it stays queued, for `take_queued` to read.
     fn conn(id: &str) -> ConnHandle {
         ConnHandle::new(id.into(), 16, None)
-    }
-
-    fn texts(conn: &ConnHandle) -> Vec<String> {
-        conn.take_queued()
     }
 
     #[test]
@@ -478,14 +474,14 @@ mod tests {
             Announce::Local,
             Extras::default(),
         );
-        texts(&a);
-        texts(&b);
+        a.take_queued();
+        b.take_queued();
         assert_eq!(
             chans.broadcast("c", &Utf8Bytes::from_static("m"), Some("1.1")),
             1
         );
-        assert!(texts(&a).is_empty());
-        assert_eq!(texts(&b), vec!["m"]);
+        assert!(a.take_queued().is_empty());
+        assert_eq!(b.take_queued(), vec!["m"]);
         assert!(chans.unsubscribe("c", "1.1", true).is_some());
         assert!(chans.unsubscribe("c", "2.2", true).is_some());
         assert!(chans.unsubscribe("c", "2.2", true).is_none());
@@ -508,7 +504,7 @@ mod tests {
             Announce::Local,
             Extras::default(),
         );
-        texts(&b);
+        b.take_queued();
         chans.subscribe(
             "presence-r",
             ChannelKind::Presence,
@@ -525,19 +521,19 @@ mod tests {
             Announce::Local,
             Extras::default(),
         );
-        let seen = texts(&b);
+        let seen = b.take_queued();
         assert_eq!(
             seen.iter().filter(|s| s.contains("member_added")).count(),
             1
         );
-        assert!(texts(&a1)[0].contains("subscription_succeeded"));
+        assert!(a1.take_queued()[0].contains("subscription_succeeded"));
         assert_eq!(chans.info("presence-r").user_count, Some(2));
         assert_eq!(chans.info("presence-r").subscription_count, 3);
         chans.unsubscribe("presence-r", "1.1", true);
-        assert!(texts(&b).is_empty());
+        assert!(b.take_queued().is_empty());
         chans.unsubscribe("presence-r", "1.2", true);
         assert_eq!(
-            texts(&b)
+            b.take_queued()
                 .iter()
                 .filter(|s| s.contains("member_removed"))
                 .count(),
@@ -558,7 +554,7 @@ mod tests {
             Extras::default(),
         );
         chans.broadcast("c", &Utf8Bytes::from_static("early"), None);
-        assert!(texts(&a).is_empty());
+        assert!(a.take_queued().is_empty());
         chans.activate(
             "c",
             "1.1",
@@ -567,7 +563,7 @@ mod tests {
             None,
         );
         chans.broadcast("c", &Utf8Bytes::from_static("late"), None);
-        let got = texts(&a);
+        let got = a.take_queued();
         assert!(got[0].contains("subscription_succeeded"));
         assert_eq!(&got[1..], ["early", "late"]);
     }

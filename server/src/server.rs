@@ -173,9 +173,7 @@ async fn not_found(
         origin: None,
         wrong_path: Some(uri.path().to_owned()),
     };
-    ws.read_buffer_size(READ_BUFFER)
-        .write_buffer_size(WRITE_BUFFER)
-        .on_upgrade(move |socket| connection::serve(socket, state, request))
+    upgrade(ws, state, request)
 }
 
 /// A known path with another method: JSON like every error (axum still adds the `Allow` header).
@@ -192,7 +190,6 @@ async fn websocket(
 ) -> Result<Response, ApiError> {
     let Query(query) = query?;
     let ws = ws?;
-    let max = state.config.max_message_kb.saturating_mul(1024);
     let request = ConnectRequest {
         key,
         protocol: query.get("protocol").cloned(),
@@ -202,14 +199,19 @@ async fn websocket(
             .map(str::to_owned),
         wrong_path: None,
     };
+    Ok(upgrade(ws, state, request))
+}
+
+/// Accepts the upgrade; [`connection::serve`] admits or refuses the connection on the socket.
+fn upgrade(ws: WebSocketUpgrade, state: Arc<ServerState>, request: ConnectRequest) -> Response {
+    let max = state.config.max_message_kb.saturating_mul(1024);
     // tungstenite's 128 KiB default buffers would cost every idle connection 128 KiB; reads and
     // writes simply loop over smaller chunks.
-    Ok(ws
-        .max_message_size(max)
+    ws.max_message_size(max)
         .max_frame_size(max)
         .read_buffer_size(READ_BUFFER)
         .write_buffer_size(WRITE_BUFFER)
-        .on_upgrade(move |socket| connection::serve(socket, state, request)))
+        .on_upgrade(move |socket| connection::serve(socket, state, request))
 }
 
 /// 200 `ok`; 200 `degraded` when the cluster adapter cannot reach Redis (local subscribers are

@@ -2,6 +2,10 @@
 # Side-by-side benchmark of Chorus and Sockudo on this machine (127.0.0.1 only).
 #
 #   bench/run.sh [--rounds N] [--quick] [--only chorus|sockudo] [--cases "case ..."] [--no-plots]
+#                [--baseline BIN]
+#
+# --baseline BIN adds a third server, `baseline`: another chorus binary (e.g. built from the previous
+# commit) run with the same flags, so a change is measured before/after in the same run.
 #
 # Builds chorus and chorus-bench in release, installs Sockudo if it is missing (cargo install, log in
 # /tmp/sockudo-install.log), then runs every scenario against each server in A B A B order (a fresh
@@ -10,7 +14,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-ROUNDS=2 QUICK=0 ONLY="" PLOTS=1 CASES=""
+ROUNDS=2 QUICK=0 ONLY="" PLOTS=1 CASES="" BASELINE=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --rounds) ROUNDS="$2"; shift 2 ;;
@@ -18,6 +22,7 @@ while [ $# -gt 0 ]; do
     --only) ONLY="$2"; shift 2 ;;
     --cases) CASES="$2"; shift 2 ;;   # run only these cases (names as in suite below)
     --no-plots) PLOTS=0; shift ;;
+    --baseline) BASELINE="$2"; shift 2 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -49,6 +54,10 @@ install_sockudo() {
 SOCKUDO="${SOCKUDO_BIN:-$(command -v sockudo || echo "$HOME/.cargo/bin/sockudo")}"
 SERVERS="chorus sockudo"
 [ -n "$ONLY" ] && SERVERS="$ONLY"
+if [ -n "$BASELINE" ]; then
+  [ -x "$BASELINE" ] || { echo "--baseline $BASELINE: not an executable" >&2; exit 2; }
+  SERVERS="$SERVERS baseline"
+fi
 if [[ " $SERVERS " == *" sockudo "* ]] && [ ! -x "$SOCKUDO" ]; then
   install_sockudo
   SOCKUDO="$HOME/.cargo/bin/sockudo"
@@ -67,6 +76,7 @@ APP_ID=bench-app KEY=bench-key SECRET=bench-secret
   echo "memory: $(free -h | awk '/Mem:/ {print $2}')"
   echo "kernel: $(uname -r)"
   echo "chorus: $(git rev-parse --short HEAD 2>/dev/null)$(git diff --quiet 2>/dev/null || echo '+local changes')"
+  [ -n "$BASELINE" ] && echo "baseline: $BASELINE"
   [ -x "$SOCKUDO" ] && echo "sockudo: $("$SOCKUDO" --version 2>/dev/null | head -1)"
   echo "rounds: $ROUNDS quick: $QUICK"
   echo "open files limit: $(ulimit -n)"
@@ -76,9 +86,11 @@ SERVER_PID="" PORT=""
 start_server() { # name
   PORT=$("$BENCH" free-port)
   case "$1" in
-    chorus)
-      $SERVER_PIN "$CHORUS" --host 127.0.0.1 --port "$PORT" --app-id "$APP_ID" --app-key "$KEY" \
-        --app-secret "$SECRET" --log warn >>"$OUT/chorus.log" 2>&1 &
+    chorus|baseline)
+      local bin="$CHORUS"
+      [ "$1" = baseline ] && bin="$BASELINE"
+      $SERVER_PIN "$bin" --host 127.0.0.1 --port "$PORT" --app-id "$APP_ID" --app-key "$KEY" \
+        --app-secret "$SECRET" --log warn >>"$OUT/$1.log" 2>&1 &
       SERVER_PID=$! ;;
     sockudo)
       mkdir -p "$OUT/sockudo-cwd"
@@ -181,10 +193,10 @@ for round in $(seq 1 "$ROUNDS"); do
   done
 done
 
-"$BENCH" report --results "$RES" | tee "$OUT/summary.md"
+"$BENCH" report --results "$RES" ${BASELINE:+--baseline baseline} | tee "$OUT/summary.md"
 if [ "$PLOTS" = 1 ]; then
   "$BENCH" plot --results "$RES" --out-dir "$OUT/plots"
-  if [ "$QUICK" = 0 ] && [ -z "$ONLY" ]; then
+  if [ "$QUICK" = 0 ] && [ -z "$ONLY" ] && [ -z "$BASELINE" ]; then
     mkdir -p bench/plots && cp "$OUT"/plots/*.png bench/plots/
   fi
 fi

@@ -1,16 +1,25 @@
-//! Apps (tenants): each has its credentials, limits, channels, signed-in users and metrics.
+//! Apps (tenants): each has its credentials, limits, channels, history, signed-in users and
+//! metrics, and the operations on them that involve this node only (the cluster layer builds on
+//! these: the local adapter is just them, the Redis adapter adds the other nodes).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use dashmap::DashMap;
+use axum::extract::ws::Utf8Bytes;
+use chorus_protocol::frame::{RecoverFrom, StreamPosition};
+use chorus_protocol::ChannelKind;
+use serde_json::value::RawValue;
+use tokio::sync::Notify;
 
-use crate::channels::Channels;
 use crate::config::AppConfig;
-use crate::history::History;
+use crate::hub::channels::{Announce, Channels, Subscribed, SucceededExtras};
+use crate::hub::history::{recovery_outcome, recovery_unavailable, History, HistoryPolicy};
+use crate::hub::outbound::ConnHandle;
+use crate::hub::presence::PresenceMember;
+use crate::hub::users::Users;
 use crate::metrics::AppMetrics;
-use crate::outbound::{ConnHandle, KillReason};
+use crate::wire;
 
 pub struct App {
     pub config: AppConfig,
@@ -18,18 +27,51 @@ pub struct App {
     pub users: Users,
     pub history: History,
     pub metrics: AppMetrics,
-    connections: AtomicUsize,
+    pub connections: ConnectionLimit,
+}
+
+/// A server event to publish: `data` is a JSON string literal, written as is.
+pub struct Publish<'a> {
+    pub event: &'a str,
+    pub data: &'a RawValue,
+    /// The connection not to deliver to (Laravel's `toOthers()`).
+    pub except: Option<&'a str>,
+}
+
+impl Publish<'_> {
+    /// The event's frame on `channel`, without a history position.
+    pub fn frame(&self, channel: &str) -> Utf8Bytes {
+        wire::encode(self.event, Some(channel), self.data, None)
+    }
+}
+
+/// A page of a channel's history.
+pub struct HistoryPage {
+    /// The newest position; `None` when the channel keeps no history.
+    pub position: Option<StreamPosition>,
+    /// Encoded frames, oldest first.
+    pub events: Vec<Utf8Bytes>,
+}
+
+impl HistoryPage {
+    /// The page of a channel that keeps no history.
+    pub fn none() -> Self {
+        Self {
+            position: None,
+            events: Vec::new(),
+        }
+    }
 }
 
 impl App {
     pub fn new(config: AppConfig) -> Self {
         Self {
-            history: History::new(config.history_policy()),
+            history: History::new(HistoryPolicy::of(&config)),
+            connections: ConnectionLimit::new(config.max_connections),
             config,
             channels: Channels::default(),
             users: Users::default(),
             metrics: AppMetrics::default(),
-            connections: AtomicUsize::new(0),
         }
     }
 
@@ -38,67 +80,91 @@ impl App {
         self.config.max_event_payload_kb.saturating_mul(1024)
     }
 
-    /// Takes one connection slot; `None` when the app is at its quota.
-    pub fn acquire_connection(self: &Arc<Self>) -> Option<AppConnectionSlot> {
-        let max = self.config.max_connections;
-        let prev = self.connections.fetch_add(1, Ordering::AcqRel);
-        if max != 0 && prev >= max {
-            self.connections.fetch_sub(1, Ordering::AcqRel);
-            return None;
+    /// Delivers to this node's subscribers and counts it.
+    pub fn deliver_local(&self, channel: &str, frame: &Utf8Bytes, except: Option<&str>) -> usize {
+        let n = self.channels.broadcast(channel, frame, except);
+        self.metrics.delivered(n, frame.len());
+        n
+    }
+
+    /// Publishes on this node. With history, the event gets the next position and is kept and
+    /// delivered under the stream's lock, so history order is delivery order.
+    pub fn publish_local(&self, channel: &str, event: &Publish<'_>) -> usize {
+        if !self.history.applies_to(channel) {
+            return self.deliver_local(channel, &event.frame(channel), event.except);
         }
-        Some(AppConnectionSlot(Arc::clone(self)))
+        let stream = self.history.stream(channel);
+        let mut stream = stream.lock();
+        let frame = stream.append(&self.history.policy, event.except, |position| {
+            wire::encode_full(
+                event.event,
+                Some(channel),
+                event.data,
+                None,
+                Some(position),
+                None,
+            )
+        });
+        self.deliver_local(channel, &frame, event.except)
     }
 
-    pub fn connection_count(&self) -> usize {
-        self.connections.load(Ordering::Acquire)
-    }
-}
-
-/// Holds one of an app's connection slots until dropped.
-pub struct AppConnectionSlot(Arc<App>);
-
-impl Drop for AppConnectionSlot {
-    fn drop(&mut self) {
-        self.0.connections.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-/// Connections signed in (`pusher:signin`) per user id.
-#[derive(Default)]
-pub struct Users {
-    map: DashMap<String, Vec<ConnHandle>>,
-}
-
-impl Users {
-    pub fn add(&self, user_id: &str, conn: &ConnHandle) {
-        let mut conns = self.map.entry(user_id.to_owned()).or_default();
-        if !conns.iter().any(|c| c.same(conn)) {
-            conns.push(conn.clone());
+    /// Subscribes on this node, answering a recovery request from this node's history: the
+    /// missed events follow `subscription_succeeded` before any live one.
+    pub fn subscribe_local(
+        &self,
+        channel: &str,
+        kind: ChannelKind,
+        conn: &ConnHandle,
+        member: Option<&PresenceMember>,
+        recover: Option<&RecoverFrom>,
+    ) -> Subscribed {
+        if !self.history.applies_to(channel) {
+            let recovery = recover.map(|_| recovery_unavailable());
+            let extras = SucceededExtras {
+                position: None,
+                recovery: recovery.as_ref(),
+            };
+            return self
+                .channels
+                .subscribe(channel, kind, conn, member, Announce::Local, extras);
         }
-    }
-
-    pub fn remove(&self, user_id: &str, conn: &ConnHandle) {
-        if let Some(mut conns) = self.map.get_mut(user_id) {
-            conns.retain(|c| !c.same(conn));
-        }
-        self.map.remove_if(user_id, |_, conns| conns.is_empty());
-    }
-
-    /// Closes every connection signed in as `user_id` (4009); returns how many.
-    pub fn terminate(&self, user_id: &str) -> usize {
-        match self.map.get(user_id) {
-            Some(conns) => {
-                for c in conns.iter() {
-                    c.kill(KillReason::Terminated);
-                }
-                conns.len()
+        let stream = self.history.stream(channel);
+        let mut stream = stream.lock();
+        let top = stream.top();
+        let result = recover.map(|from| {
+            stream.since(
+                &self.history.policy,
+                &from.position,
+                from.socket_id.as_deref(),
+            )
+        });
+        let recovery = result.as_ref().map(recovery_outcome);
+        let extras = SucceededExtras {
+            position: Some(&top),
+            recovery: recovery.as_ref(),
+        };
+        let outcome = self
+            .channels
+            .subscribe(channel, kind, conn, member, Announce::Local, extras);
+        if let (Subscribed::New { .. }, Some(Ok(missed))) = (outcome, &result) {
+            for frame in missed {
+                conn.send(frame);
             }
-            None => 0,
         }
+        outcome
     }
 
-    pub fn count(&self) -> usize {
-        self.map.len()
+    /// This node's history page of a channel.
+    pub fn history_local(&self, channel: &str, limit: usize) -> HistoryPage {
+        if !self.history.applies_to(channel) {
+            return HistoryPage::none();
+        }
+        let stream = self.history.stream(channel);
+        let mut stream = stream.lock();
+        HistoryPage {
+            position: Some(stream.top()),
+            events: stream.recent(&self.history.policy, limit),
+        }
     }
 }
 
@@ -130,5 +196,95 @@ impl Apps {
 
     pub fn iter(&self) -> impl Iterator<Item = &Arc<App>> {
         self.by_id.values()
+    }
+}
+
+/// Counts open connections against a maximum (0 = unlimited): one per server and one per app.
+pub struct ConnectionLimit {
+    max: usize,
+    state: Arc<LimitState>,
+}
+
+struct LimitState {
+    count: AtomicUsize,
+    /// Woken when the count drops to 0 (graceful shutdown waits for it).
+    idle: Notify,
+}
+
+/// One connection counted until dropped.
+pub struct ConnectionPermit(Arc<LimitState>);
+
+impl ConnectionLimit {
+    pub fn new(max: usize) -> Self {
+        Self {
+            max,
+            state: Arc::new(LimitState {
+                count: AtomicUsize::new(0),
+                idle: Notify::new(),
+            }),
+        }
+    }
+
+    /// Counts one more connection; `None` when at the maximum.
+    pub fn try_acquire(&self) -> Option<ConnectionPermit> {
+        let prev = self.state.count.fetch_add(1, Ordering::AcqRel);
+        if self.max != 0 && prev >= self.max {
+            self.state.release();
+            return None;
+        }
+        Some(ConnectionPermit(Arc::clone(&self.state)))
+    }
+
+    pub fn count(&self) -> usize {
+        self.state.count.load(Ordering::Acquire)
+    }
+
+    /// Resolves once no connection is counted.
+    pub async fn idle(&self) {
+        loop {
+            // Registered before the check, so a release in between is not missed.
+            let notified = self.state.idle.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.count() == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+impl LimitState {
+    fn release(&self) {
+        if self.count.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.idle.notify_waiters();
+        }
+    }
+}
+
+impl Drop for ConnectionPermit {
+    fn drop(&mut self) {
+        self.0.release();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_limit_refuses_past_its_maximum_and_reports_idle() {
+        let limit = ConnectionLimit::new(2);
+        let a = limit.try_acquire().unwrap();
+        let b = limit.try_acquire().unwrap();
+        assert!(limit.try_acquire().is_none());
+        assert_eq!(limit.count(), 2);
+        drop(a);
+        let c = limit.try_acquire().unwrap();
+        let waiting = tokio::time::timeout(std::time::Duration::from_millis(50), limit.idle());
+        assert!(waiting.await.is_err());
+        drop((b, c));
+        limit.idle().await;
+        assert!(ConnectionLimit::new(0).try_acquire().is_some());
     }
 }

@@ -185,14 +185,6 @@ impl AppConfig {
         }
     }
 
-    pub fn history_policy(&self) -> crate::history::HistoryPolicy {
-        crate::history::HistoryPolicy {
-            size: self.history_size,
-            ttl: std::time::Duration::from_secs(self.history_ttl),
-            channels: self.history_channels.clone(),
-        }
-    }
-
     pub fn origin_allowed(&self, origin: Option<&str>) -> bool {
         if self.allowed_origins.iter().any(|o| o == "*") {
             return true;

@@ -112,6 +112,11 @@ impl ConnectionError {
     }
 }
 
+/// Why the cluster adapter cannot answer for the cluster right now (an HTTP API query answers 503).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cluster state unavailable: {0}")]
+pub struct AdapterError(pub String);
+
 /// Why a `pusher:subscribe` was refused: answered with `pusher:subscription_error` on that channel.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SubscriptionError {
@@ -156,7 +161,7 @@ pub enum ApiError {
     #[error("{message}")]
     Rejected { status: StatusCode, message: String },
     #[error("{0}")]
-    Unavailable(#[from] crate::adapter::AdapterError),
+    Unavailable(#[from] AdapterError),
 }
 
 impl ApiError {

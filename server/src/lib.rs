@@ -1,40 +1,34 @@
 //! Chorus server: a real-time WebSocket server speaking the Pusher Channels protocol v7.
 //!
-//! Module map (one concern each):
-//! - [`config`]: flags, environment, TOML; every setting with its default.
-//! - [`server`]: listener, router, graceful shutdown.
-//! - [`connection`]: one WebSocket: admission, read loop, heartbeat, protocol events, writer task.
-//! - [`outbound`]: the bounded per-connection queue and the handle used to reach a connection.
-//! - [`channels`]: channel registry and **the fan-out path** ([`channels::Channels::broadcast`]).
-//! - [`presence`]: presence membership (per user, not per connection).
-//! - [`history`]: recent events per channel with positions, for recovery after a reconnect.
-//! - [`adapter`]: how subscriptions and broadcasts reach the cluster: one node ([`adapter::local`])
-//!   or several sharing Redis ([`adapter::redis`]).
-//! - [`http_api`]: the signed Pusher HTTP API.
-//! - [`app`]: apps (tenants), their connection quotas and signed-in users.
-//! - [`wire`]: encoding server frames once into shared bytes.
-//! - [`error`]: every error, mapped to Pusher codes and HTTP statuses in one place.
-//! - [`metrics`]: Prometheus counters.
-//! - [`state`]: the shared state handed to every task.
+//! The crate is layered; a module imports only from the layers below it:
 //!
-//! A published event travels: HTTP API ([`http_api`]) or client event ([`connection`]) → encoded
-//! once ([`wire`]) → [`adapter::Adapter::broadcast`] → [`channels::Channels::broadcast`] → each
-//! subscriber's bounded queue ([`outbound`]) → that connection's writer task.
+//! | layer | modules | holds |
+//! |---|---|---|
+//! | leaves | [`config`], [`error`], [`metrics`], [`wire`] | settings, every error and its Pusher code / HTTP status, counters, every frame's shape |
+//! | node state | [`hub`] | connections' queues, channels and **the fan-out**, presence, history, signed-in users |
+//! | apps | [`app`] | tenants and their node-local operations |
+//! | cluster | [`cluster`] | the `Adapter` trait: one node, or several on Redis |
+//! | shared state | [`state`] | what every task holds: config, apps, adapter |
+//! | edges | [`ws`], [`http`] | the WebSocket session; the signed HTTP API and `/up`, `/metrics` (never each other) |
+//! | top | [`server`] | listener, router, graceful shutdown |
+//!
+//! A published event travels: the HTTP API ([`http`]) or a client event ([`ws`]) → encoded once
+//! ([`wire`]) → the cluster adapter ([`cluster`]) → [`app`]'s local delivery → the fan-out in
+//! [`hub`] (its module documentation has the whole path) → each subscriber's socket.
+//!
+//! The public surface is what the `chorus` binary and the integration tests use.
 
-pub mod adapter;
-pub mod app;
-pub mod channels;
-pub mod config;
-pub mod connection;
-pub mod error;
-pub mod history;
-pub mod http_api;
-pub mod metrics;
-pub mod outbound;
-pub mod presence;
-pub mod server;
-pub mod state;
-pub mod wire;
+mod app;
+mod cluster;
+mod config;
+mod error;
+mod http;
+mod hub;
+mod metrics;
+mod server;
+mod state;
+mod wire;
+mod ws;
 
-pub use config::{AppConfig, Config};
+pub use config::{AppConfig, Cli, Config};
 pub use server::Server;

@@ -1,8 +1,8 @@
 //! The `chorus` binary: loads configuration, starts the server, stops it on SIGINT/SIGTERM.
 
 use anyhow::Context;
-use chorus_server::config::{Cli, Config};
 use chorus_server::Server;
+use chorus_server::{Cli, Config};
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 

@@ -1,12 +1,9 @@
-//! Counters exposed at `GET /metrics` in the Prometheus text format.
+//! The counters behind `GET /metrics` (rendered in the Prometheus text format by `http::ops`).
 //!
 //! Message counters are bumped once per broadcast (by the number delivered), not once per
 //! recipient, so the fan-out path does not hammer one shared cache line.
 
-use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
-
-use crate::state::ServerState;
 
 #[derive(Default)]
 pub struct AppMetrics {
@@ -56,73 +53,13 @@ impl HttpMetrics {
             .unwrap_or(STATUSES.len());
         self.counts[i].fetch_add(1, Ordering::Relaxed);
     }
-}
 
-/// Renders all metrics.
-pub fn render(state: &ServerState) -> String {
-    let mut out = String::new();
-    let mut family =
-        |name: &str, kind: &str, help: &str, rows: &mut dyn Iterator<Item = (String, u64)>| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            for (labels, v) in rows {
-                let _ = writeln!(out, "{name}{{{labels}}} {v}");
-            }
-        };
-    let apps: Vec<_> = state.apps.iter().collect();
-    let per_app = |f: &dyn Fn(&crate::app::App) -> u64| -> Vec<(String, u64)> {
-        apps.iter()
-            .map(|a| (format!("app_id=\"{}\"", a.config.id), f(a)))
-            .collect()
-    };
-    let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
-    family(
-        "chorus_connections",
-        "gauge",
-        "Open WebSocket connections.",
-        &mut per_app(&|a| a.connection_count() as u64).into_iter(),
-    );
-    family(
-        "chorus_channels",
-        "gauge",
-        "Channels with at least one subscriber on this node.",
-        &mut per_app(&|a| a.channels.len() as u64).into_iter(),
-    );
-    family(
-        "chorus_messages_received_total",
-        "counter",
-        "WebSocket frames received from clients.",
-        &mut per_app(&|a| load(&a.metrics.messages_in)).into_iter(),
-    );
-    family(
-        "chorus_bytes_received_total",
-        "counter",
-        "Bytes of WebSocket frames received from clients.",
-        &mut per_app(&|a| load(&a.metrics.bytes_in)).into_iter(),
-    );
-    family(
-        "chorus_messages_sent_total",
-        "counter",
-        "Events delivered to subscribers.",
-        &mut per_app(&|a| load(&a.metrics.messages_out)).into_iter(),
-    );
-    family(
-        "chorus_bytes_sent_total",
-        "counter",
-        "Bytes of events delivered to subscribers.",
-        &mut per_app(&|a| load(&a.metrics.bytes_out)).into_iter(),
-    );
-    let http: Vec<(String, u64)> = STATUSES
-        .iter()
-        .map(|s| s.to_string())
-        .chain(std::iter::once("other".to_string()))
-        .zip(state.http_metrics.counts.iter())
-        .map(|(s, c)| (format!("status=\"{s}\""), load(c)))
-        .collect();
-    family(
-        "chorus_http_requests_total",
-        "counter",
-        "HTTP API requests by response status.",
-        &mut http.into_iter(),
-    );
-    out
+    /// Each status (and `other`) with its count.
+    pub fn by_status(&self) -> impl Iterator<Item = (String, u64)> + '_ {
+        STATUSES
+            .iter()
+            .map(u16::to_string)
+            .chain(std::iter::once("other".to_owned()))
+            .zip(self.counts.iter().map(|c| c.load(Ordering::Relaxed)))
+    }
 }

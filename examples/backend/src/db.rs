@@ -69,7 +69,7 @@ pub struct User {
 pub struct Attachment {
     pub name: String,
     pub size: i64,
-    /// Download link; the random file name makes it unguessable.
+    /// Download link; the file is served only with the bearer token of one of the chat's members.
     pub url: String,
 }
 

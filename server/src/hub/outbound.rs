@@ -42,17 +42,18 @@ const KEEP_CAPACITY: usize = 16;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum KillReason {
-    None = 0,
     SlowConsumer = 1,
     Terminated = 2,
 }
 
+/// The kill flag's value while nobody asked the connection to close.
+const NOT_KILLED: u8 = 0;
+
 impl KillReason {
-    pub fn error(self) -> Option<ConnectionError> {
+    pub fn error(self) -> ConnectionError {
         match self {
-            Self::None => None,
-            Self::SlowConsumer => Some(ConnectionError::SlowConsumer),
-            Self::Terminated => Some(ConnectionError::Terminated),
+            Self::SlowConsumer => ConnectionError::SlowConsumer,
+            Self::Terminated => ConnectionError::Terminated,
         }
     }
 }
@@ -153,7 +154,7 @@ impl ConnHandle {
                 corked: false,
                 closed: false,
             }),
-            kill: AtomicU8::new(KillReason::None as u8),
+            kill: AtomicU8::new(NOT_KILLED),
             ended: AtomicBool::new(false),
             end: Mutex::new(None),
             killed: Notify::new(),
@@ -169,7 +170,7 @@ impl ConnHandle {
     /// the queue is full; returns false quietly when the connection is already gone.
     pub fn send(&self, frame: &Utf8Bytes) -> bool {
         let mut out = self.0.out.lock();
-        if out.closed || self.kill_reason() != KillReason::None {
+        if out.closed || self.kill_reason().is_some() {
             return false;
         }
         if out.queue.len() >= self.0.capacity {
@@ -215,8 +216,7 @@ impl ConnHandle {
         // Registered first: a kill, a frame or the end arriving after a check below wakes us.
         self.0.writer.register(cx.waker());
         loop {
-            let reason = self.kill_reason();
-            if reason != KillReason::None {
+            if let Some(reason) = self.kill_reason() {
                 return Poll::Ready(WriterExit::Killed(reason));
             }
             let mut out = self.0.out.lock();
@@ -250,7 +250,7 @@ impl ConnHandle {
             .0
             .kill
             .compare_exchange(
-                KillReason::None as u8,
+                NOT_KILLED,
                 reason as u8,
                 Ordering::AcqRel,
                 Ordering::Acquire,
@@ -278,19 +278,19 @@ impl ConnHandle {
             // Created before the check: `notify_waiters` reaches it even before its first poll,
             // so a kill between the check and the await is not missed.
             let notified = self.0.killed.notified();
-            let reason = self.kill_reason();
-            if reason != KillReason::None {
+            if let Some(reason) = self.kill_reason() {
                 return reason;
             }
             notified.await;
         }
     }
 
-    pub fn kill_reason(&self) -> KillReason {
+    /// Why the connection was told to close, if it was.
+    pub fn kill_reason(&self) -> Option<KillReason> {
         match self.0.kill.load(Ordering::Acquire) {
-            1 => KillReason::SlowConsumer,
-            2 => KillReason::Terminated,
-            _ => KillReason::None,
+            1 => Some(KillReason::SlowConsumer),
+            2 => Some(KillReason::Terminated),
+            _ => None,
         }
     }
 

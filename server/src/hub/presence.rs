@@ -3,10 +3,11 @@
 
 use std::collections::HashMap;
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::error::SubscriptionError;
+use crate::wire;
 
 /// Who a presence subscription says it is, taken from its signed `channel_data`.
 #[derive(Debug, Clone)]
@@ -98,6 +99,7 @@ impl Members {
         self.map.len()
     }
 
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.map.is_empty()
     }
@@ -121,49 +123,12 @@ impl Members {
 
     /// `data` of `pusher_internal:subscription_succeeded` on a presence channel.
     pub fn subscription_data(&self) -> String {
-        #[derive(Serialize)]
-        struct Presence<'a> {
-            ids: Vec<&'a str>,
-            hash: HashMap<&'a str, &'a RawValue>,
-            count: usize,
-        }
-        #[derive(Serialize)]
-        struct Data<'a> {
-            presence: Presence<'a>,
-        }
-        let null = RawValue::NULL;
-        let data = Data {
-            presence: Presence {
-                ids: self.map.keys().map(String::as_str).collect(),
-                hash: self
-                    .map
-                    .iter()
-                    .map(|(id, e)| (id.as_str(), e.info.as_deref().unwrap_or(null)))
-                    .collect(),
-                count: self.map.len(),
-            },
-        };
-        serde_json::to_string(&data).unwrap_or_default()
+        wire::presence_data(
+            self.map
+                .iter()
+                .map(|(id, e)| (id.as_str(), e.info.as_deref().unwrap_or(RawValue::NULL))),
+        )
     }
-}
-
-/// `data` of `pusher_internal:member_added`.
-pub fn member_added_data(member: &PresenceMember) -> String {
-    #[derive(Serialize)]
-    struct Data<'a> {
-        user_id: &'a str,
-        user_info: &'a RawValue,
-    }
-    serde_json::to_string(&Data {
-        user_id: &member.user_id,
-        user_info: member.user_info.as_deref().unwrap_or(RawValue::NULL),
-    })
-    .unwrap_or_default()
-}
-
-/// `data` of `pusher_internal:member_removed`.
-pub fn member_removed_data(user_id: &str) -> String {
-    serde_json::json!({ "user_id": user_id }).to_string()
 }
 
 #[cfg(test)]

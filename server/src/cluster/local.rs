@@ -8,11 +8,12 @@ use futures_util::future::{ready, BoxFuture};
 
 use chorus_protocol::frame::RecoverFrom;
 
-use super::{Adapter, AdapterError, HistoryPage, Publish};
-use crate::app::App;
-use crate::channels::ChannelInfo;
-use crate::outbound::ConnHandle;
-use crate::presence::PresenceMember;
+use super::adapter::Adapter;
+use crate::app::{App, HistoryPage, Publish};
+use crate::error::AdapterError;
+use crate::hub::channels::ChannelInfo;
+use crate::hub::outbound::ConnHandle;
+use crate::hub::presence::PresenceMember;
 
 #[derive(Debug, Default)]
 pub struct LocalAdapter;

@@ -16,6 +16,8 @@ use chorus_protocol::frame::{Recovery, StreamPosition};
 use dashmap::DashMap;
 use parking_lot::Mutex;
 
+use crate::config::AppConfig;
+
 /// Which channels keep history, how much and how long (per app).
 #[derive(Debug, Clone)]
 pub struct HistoryPolicy {
@@ -27,6 +29,14 @@ pub struct HistoryPolicy {
 }
 
 impl HistoryPolicy {
+    pub fn of(config: &AppConfig) -> Self {
+        Self {
+            size: config.history_size,
+            ttl: Duration::from_secs(config.history_ttl),
+            channels: config.history_channels.clone(),
+        }
+    }
+
     pub fn applies_to(&self, channel: &str) -> bool {
         self.size > 0
             && self
@@ -63,18 +73,32 @@ pub enum RecoveryFailure {
 }
 
 impl RecoveryFailure {
+    /// The reason as clients see it in `recovery.reason` (and the Redis scripts report it).
     pub fn reason(self) -> &'static str {
         match self {
             Self::EpochChanged => "epoch_changed",
             Self::Expired => "expired",
         }
     }
+
+    pub fn from_reason(reason: &str) -> Option<Self> {
+        match reason {
+            "epoch_changed" => Some(Self::EpochChanged),
+            "expired" => Some(Self::Expired),
+            _ => None,
+        }
+    }
+}
+
+/// A new epoch: 48 random bits, in hex.
+pub fn new_epoch() -> String {
+    format!("{:012x}", rand::random::<u64>() >> 16)
 }
 
 impl Stream {
     fn new() -> Self {
         Self {
-            epoch: format!("{:012x}", rand::random::<u64>() >> 16),
+            epoch: new_epoch(),
             next: 1,
             entries: VecDeque::new(),
             last_used: Instant::now(),
@@ -181,6 +205,16 @@ pub fn recovery_outcome(result: &Result<Vec<Utf8Bytes>, RecoveryFailure>) -> Rec
     }
 }
 
+/// Outcome of a recovery asked where no history can answer it (the channel keeps none, or the
+/// cluster's history cannot be reached).
+pub fn recovery_unavailable() -> Recovery {
+    Recovery {
+        recovered: false,
+        replayed: 0,
+        reason: Some("unavailable".into()),
+    }
+}
+
 /// The streams of one app.
 pub struct History {
     pub policy: HistoryPolicy,
@@ -221,14 +255,6 @@ impl History {
             let s = s.lock();
             now.duration_since(s.last_used) <= ttl
         });
-    }
-
-    pub fn len(&self) -> usize {
-        self.streams.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.streams.is_empty()
     }
 }
 
@@ -310,6 +336,14 @@ mod tests {
         s.append(&p, Some("1.1"), |_| Utf8Bytes::from_static("others"));
         assert_eq!(s.since(&p, &start, Some("1.1")).unwrap(), ["all"]);
         assert_eq!(s.since(&p, &start, Some("2.2")).unwrap(), ["all", "others"]);
+    }
+
+    #[test]
+    fn failure_reasons_read_back() {
+        for f in [RecoveryFailure::EpochChanged, RecoveryFailure::Expired] {
+            assert_eq!(RecoveryFailure::from_reason(f.reason()), Some(f));
+        }
+        assert_eq!(RecoveryFailure::from_reason("ok"), None);
     }
 
     #[test]

@@ -1,65 +1,38 @@
-//! The Pusher HTTP API (`/apps/{app_id}/...`): signed requests from backends (Laravel's pusher
-//! driver, the `pusher` server SDKs) to publish events and query channels.
-//!
-//! Every request is checked by [`authenticate`]: app id, `auth_key`, `auth_timestamp` within
-//! 600 s, `body_md5` of a non-empty body, and `auth_signature` (HMAC-SHA256 of
-//! `METHOD\nPATH\nsorted-query`), compared in constant time.
+//! The Pusher HTTP API handlers (`/apps/{app_id}/...`): signed requests from backends (Laravel's
+//! pusher driver, the `pusher` server SDKs) to publish events and query channels.
 
-use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use axum::body::Bytes;
-use axum::extract::rejection::PathRejection;
-use axum::extract::{
-    FromRequest, FromRequestParts, OriginalUri, Path, RawPathParams, Request, State,
-};
-use axum::http::request::Parts;
-use axum::http::{Method, Uri};
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chorus_protocol::channel::validate_channel_name;
-use chorus_protocol::{is_valid_socket_id, sign, ChannelKind};
+use chorus_protocol::{is_valid_socket_id, ChannelKind};
 use futures_util::future::{join_all, BoxFuture};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 
-use crate::adapter::Publish;
-use crate::app::App;
-use crate::channels::ChannelInfo;
+use super::signed::{ApiPath, Signed};
+use crate::app::{App, Publish};
 use crate::error::ApiError;
-use crate::outbound::Cork;
+use crate::hub::channels::ChannelInfo;
+use crate::hub::outbound::Cork;
 use crate::state::ServerState;
 use crate::wire;
 
-/// How far `auth_timestamp` may be from the server's clock.
-pub const MAX_CLOCK_SKEW_SECS: u64 = 600;
 /// Most channels one trigger may target.
 pub const MAX_TRIGGER_CHANNELS: usize = 100;
 /// Most events in one batch.
 pub const MAX_BATCH_EVENTS: usize = 10;
 /// Longest event name.
 pub const MAX_EVENT_NAME_LEN: usize = 200;
+/// Most events one history request returns.
+pub const MAX_HISTORY_LIMIT: usize = 1000;
 
 type AppState = State<Arc<ServerState>>;
 type ApiResult = Result<Response, ApiError>;
-
-/// [`Path`] whose rejection (e.g. a parameter that is not UTF-8) is a JSON [`ApiError`].
-pub struct ApiPath<T>(pub T);
-
-impl<T, S> FromRequestParts<S> for ApiPath<T>
-where
-    Path<T>: FromRequestParts<S, Rejection = PathRejection>,
-    S: Send + Sync,
-{
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        Ok(Self(Path::<T>::from_request_parts(parts, state).await?.0))
-    }
-}
 
 pub fn routes() -> Router<Arc<ServerState>> {
     Router::new()
@@ -73,95 +46,6 @@ pub fn routes() -> Router<Arc<ServerState>> {
             "/apps/{app_id}/users/{user_id}/terminate_connections",
             post(terminate),
         )
-}
-
-/// A request that passed [`authenticate`]: the app, the decoded query parameters and the body.
-/// Taking it as a handler argument is what makes an endpoint signed.
-struct Signed {
-    app: Arc<App>,
-    params: HashMap<String, String>,
-    body: Bytes,
-}
-
-impl FromRequest<Arc<ServerState>> for Signed {
-    type Rejection = ApiError;
-
-    async fn from_request(req: Request, state: &Arc<ServerState>) -> Result<Self, ApiError> {
-        let (mut parts, body) = req.into_parts();
-        let path_params = RawPathParams::from_request_parts(&mut parts, state).await?;
-        let app_id = path_params
-            .iter()
-            .find(|(k, _)| *k == "app_id")
-            .map(|(_, v)| v.to_owned())
-            .ok_or(ApiError::NotFound)?;
-        let uri = parts
-            .extensions
-            .get::<OriginalUri>()
-            .map(|u| u.0.clone())
-            .unwrap_or_else(|| parts.uri.clone());
-        let method = parts.method.clone();
-        let body = Bytes::from_request(Request::from_parts(parts, body), state).await?;
-        let (app, params) = authenticate(state, &app_id, &method, &uri, &body)?;
-        Ok(Self { app, params, body })
-    }
-}
-
-fn authenticate(
-    state: &ServerState,
-    app_id: &str,
-    method: &Method,
-    uri: &Uri,
-    body: &[u8],
-) -> Result<(Arc<App>, HashMap<String, String>), ApiError> {
-    let app = state
-        .apps
-        .by_id(app_id)
-        .ok_or_else(|| ApiError::AppNotFound(app_id.to_owned()))?;
-    let pairs: Vec<(String, String)> = form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
-        .into_owned()
-        .collect();
-    let params: HashMap<String, String> = pairs.iter().cloned().collect();
-    let get = |k: &str| params.get(k).map(String::as_str);
-    let unauthorized = |m: &str| ApiError::Unauthorized(m.to_owned());
-
-    if get("auth_key") != Some(app.config.key.as_str()) {
-        return Err(unauthorized(
-            "auth_key is missing or does not match the app",
-        ));
-    }
-    let ts: u64 = get("auth_timestamp")
-        .and_then(|t| t.parse().ok())
-        .ok_or_else(|| unauthorized("auth_timestamp is missing or not a number"))?;
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    if now.abs_diff(ts) > MAX_CLOCK_SKEW_SECS {
-        return Err(unauthorized(
-            "auth_timestamp is more than 600 seconds from the server's clock",
-        ));
-    }
-    if get("auth_version").is_some_and(|v| v != "1.0") {
-        return Err(unauthorized("auth_version must be 1.0"));
-    }
-    if !body.is_empty() {
-        match get("body_md5") {
-            Some(md5) if md5.eq_ignore_ascii_case(&sign::md5_hex(body)) => {}
-            Some(_) => return Err(unauthorized("body_md5 does not match the body")),
-            None => return Err(unauthorized("body_md5 is missing")),
-        }
-    }
-    let signature =
-        get("auth_signature").ok_or_else(|| unauthorized("auth_signature is missing"))?;
-    let to_sign = sign::api_string_to_sign(
-        method.as_str(),
-        uri.path(),
-        pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-    );
-    if !sign::verify_hex(&app.config.secret, &to_sign, signature) {
-        return Err(unauthorized("invalid auth_signature"));
-    }
-    Ok((Arc::clone(app), params))
 }
 
 /// A channel name from the path, checked.
@@ -279,8 +163,7 @@ fn validate_event<'a>(app: &App, body: EventBody<'a>) -> Result<Event<'a>, ApiEr
         )));
     }
     for c in &channels {
-        validate_channel_name(c)
-            .map_err(|e| ApiError::BadRequest(format!("channel {c:?}: {e}")))?;
+        channel_param(c)?;
     }
     if let Some(s) = &body.socket_id {
         if !is_valid_socket_id(s) {
@@ -295,7 +178,7 @@ fn validate_event<'a>(app: &App, body: EventBody<'a>) -> Result<Event<'a>, ApiEr
         DataText::Literal(body.data)
     } else {
         // Pusher's data is a string: a JSON value is sent as its text.
-        let literal = serde_json::to_string(raw).unwrap_or_default();
+        let literal = wire::json(raw);
         let encoded =
             RawValue::from_string(literal).map_err(|e| ApiError::BadRequest(e.to_string()))?;
         DataText::Encoded(encoded)
@@ -496,9 +379,6 @@ async fn terminate(
     state.adapter.terminate_user(&req.app, &user_id);
     Ok(Json(json!({})).into_response())
 }
-
-/// Most events one history request returns.
-pub const MAX_HISTORY_LIMIT: usize = 1000;
 
 async fn history(
     State(state): AppState,

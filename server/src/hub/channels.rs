@@ -1,5 +1,5 @@
-//! The channel registry of one app, and the fan-out path: [`Channels::broadcast`] is where an
-//! encoded frame reaches every local subscriber of a channel.
+//! The channel registry of one app, and the fan-out: [`Channels::broadcast`] is where an encoded
+//! frame reaches every local subscriber of a channel (the whole path is in [`super`]).
 //!
 //! Concurrency: the registry is sharded (`DashMap`), and each channel has its own lock, so
 //! broadcasts on different channels never contend, and a broadcast holds only its channel's read
@@ -12,70 +12,29 @@ use std::sync::Arc;
 
 use axum::extract::ws::Utf8Bytes;
 use chorus_protocol::frame::{Recovery, StreamPosition};
-use chorus_protocol::{events, ChannelKind};
+use chorus_protocol::ChannelKind;
 use dashmap::DashMap;
-use parking_lot::{Mutex, RwLock};
-use std::sync::atomic::{AtomicBool, Ordering};
+use parking_lot::RwLock;
 
-use crate::outbound::{ConnHandle, KillReason};
-use crate::presence::{member_added_data, member_removed_data, Members, PresenceMember};
+use super::gate::GateCell;
+use super::outbound::ConnHandle;
+use super::presence::{Members, PresenceMember};
 use crate::wire;
 
 struct Subscriber {
     conn: ConnHandle,
     /// Presence channels: the user this connection joined as.
     user_id: Option<String>,
-    /// Only for subscriptions a cluster adapter completes (see [`Gate`]); `None` is the fast path.
+    /// Only for subscriptions a cluster adapter completes (see [`super::gate`]); `None` is the
+    /// fast path.
     gate: Option<Box<GateCell>>,
 }
 
-/// A deferred subscription's filter. While a cluster adapter fetches members and history, events
-/// wait (`Pending`) so none reaches the client before `subscription_succeeded`. After it, events
-/// at or before the position the client was brought to (`After`) are dropped: the bus may still
-/// deliver events that the replay already contained. The first newer event opens the gate.
-enum Gate {
-    Pending(Vec<Utf8Bytes>),
-    After(StreamPosition),
-    Open,
-}
-
-struct GateCell {
-    open: AtomicBool,
-    gate: Mutex<Gate>,
-}
-
-/// Events held for one pending subscriber before it counts as a slow consumer.
-const MAX_PENDING: usize = 1024;
-
 impl Subscriber {
     fn send(&self, frame: &Utf8Bytes) -> bool {
-        let Some(cell) = self
-            .gate
-            .as_deref()
-            .filter(|c| !c.open.load(Ordering::Acquire))
-        else {
-            return self.conn.send(frame);
-        };
-        let mut gate = cell.gate.lock();
-        match &mut *gate {
-            Gate::Pending(held) => {
-                if held.len() >= MAX_PENDING {
-                    self.conn.kill(KillReason::SlowConsumer);
-                    return false;
-                }
-                held.push(frame.clone());
-                true
-            }
-            Gate::After(through) => match position_of(frame) {
-                Some(p) if p.epoch == through.epoch && p.offset <= through.offset => true,
-                Some(_) => {
-                    *gate = Gate::Open;
-                    cell.open.store(true, Ordering::Release);
-                    self.conn.send(frame)
-                }
-                None => self.conn.send(frame),
-            },
-            Gate::Open => self.conn.send(frame),
+        match self.gate.as_deref().filter(|g| !g.is_open()) {
+            Some(gate) => gate.send(&self.conn, frame),
+            None => self.conn.send(frame),
         }
     }
 }
@@ -89,7 +48,6 @@ struct State {
 struct Channel {
     name: Box<str>,
     kind: ChannelKind,
-    // Room for per-channel message positions and history: appended under this lock, in order.
     state: RwLock<State>,
 }
 
@@ -137,45 +95,30 @@ pub struct Left {
 }
 
 /// `pusher_internal:subscription_succeeded`; presence channels carry `members`.
-fn succeeded_frame(name: &str, members: Option<&Members>, extras: Extras<'_>) -> Utf8Bytes {
+fn succeeded_frame(
+    name: &str,
+    members: Option<&Members>,
+    extras: SucceededExtras<'_>,
+) -> Utf8Bytes {
     match members {
-        Some(m) => succeeded_with(name, &m.subscription_data(), extras),
-        None => succeeded_with(name, "{}", extras),
+        Some(m) => extras.frame(name, &m.subscription_data()),
+        None => extras.frame(name, "{}"),
     }
-}
-
-/// The history position a frame carries, if any.
-fn position_of(frame: &Utf8Bytes) -> Option<StreamPosition> {
-    #[derive(serde::Deserialize)]
-    struct Positioned {
-        position: Option<StreamPosition>,
-    }
-    if !frame.as_str().contains("\"position\"") {
-        return None;
-    }
-    serde_json::from_str::<Positioned>(frame.as_str())
-        .ok()?
-        .position
 }
 
 /// Chorus's additions to `subscription_succeeded`: the channel's history position and the
 /// outcome of a requested recovery.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Extras<'a> {
+pub struct SucceededExtras<'a> {
     pub position: Option<&'a StreamPosition>,
     pub recovery: Option<&'a Recovery>,
 }
 
-/// `pusher_internal:subscription_succeeded` with the given `data` JSON.
-pub fn succeeded_with(name: &str, data_json: &str, extras: Extras<'_>) -> Utf8Bytes {
-    wire::encode_full(
-        events::SUBSCRIPTION_SUCCEEDED,
-        Some(name),
-        data_json,
-        None,
-        extras.position,
-        extras.recovery,
-    )
+impl SucceededExtras<'_> {
+    /// `subscription_succeeded` on `channel` with the given `data` JSON and these extras.
+    pub fn frame(self, channel: &str, data_json: &str) -> Utf8Bytes {
+        wire::succeeded(channel, data_json, self.position, self.recovery)
+    }
 }
 
 /// Counts reported by the HTTP API.
@@ -204,7 +147,7 @@ impl Channels {
         conn: &ConnHandle,
         member: Option<&PresenceMember>,
         announce: Announce,
-        extras: Extras<'_>,
+        extras: SucceededExtras<'_>,
     ) -> Subscribed {
         // Holding the shard entry while inserting keeps a concurrent "remove when empty" from
         // dropping the channel between lookup and insert.
@@ -218,10 +161,7 @@ impl Channels {
         let channel = entry.value();
         let mut state = channel.state.write();
         if let Some(existing) = state.subscribers.get(conn.socket_id()) {
-            let pending = existing
-                .gate
-                .as_ref()
-                .is_some_and(|c| matches!(*c.gate.lock(), Gate::Pending(_)));
+            let pending = existing.gate.as_ref().is_some_and(|g| g.is_pending());
             if !pending {
                 conn.send(&succeeded_frame(
                     name,
@@ -238,12 +178,7 @@ impl Channels {
             Subscriber {
                 conn: conn.clone(),
                 user_id: member.map(|m| m.user_id.clone()),
-                gate: deferred.then(|| {
-                    Box::new(GateCell {
-                        open: AtomicBool::new(false),
-                        gate: Mutex::new(Gate::Pending(Vec::new())),
-                    })
-                }),
+                gate: deferred.then(GateCell::pending),
             },
         );
         if !deferred {
@@ -253,11 +188,7 @@ impl Channels {
                 extras,
             ));
             if let (true, Some(member)) = (new_local_user, member) {
-                let added = wire::encode_string_data(
-                    events::MEMBER_ADDED,
-                    Some(name),
-                    &member_added_data(member),
-                );
+                let added = wire::member_added(name, &member.user_id, member.user_info.as_deref());
                 Channel::fan_out(&state, &added, Some(conn.socket_id()));
             }
         }
@@ -282,21 +213,8 @@ impl Channels {
         let Some(sub) = state.subscribers.get(socket_id) else {
             return;
         };
-        let Some(cell) = sub.gate.as_deref() else {
+        let Some(held) = sub.gate.as_deref().and_then(|g| g.release(through)) else {
             return;
-        };
-        let held = {
-            let mut gate = cell.gate.lock();
-            let Gate::Pending(held) = &mut *gate else {
-                return;
-            };
-            let held = std::mem::take(held);
-            *gate = match through {
-                Some(p) => Gate::After(p.clone()),
-                None => Gate::Open,
-            };
-            cell.open.store(through.is_none(), Ordering::Release);
-            held
         };
         sub.conn.send(succeeded);
         for frame in replay {
@@ -360,11 +278,7 @@ impl Channels {
             if let Some(user_id) = sub.user_id {
                 left.last_local_connection = state.members.leave(&user_id);
                 if announce && left.last_local_connection {
-                    let frame = wire::encode_string_data(
-                        events::MEMBER_REMOVED,
-                        Some(&channel.name),
-                        &member_removed_data(&user_id),
-                    );
+                    let frame = wire::member_removed(&channel.name, &user_id);
                     Channel::fan_out(&state, &frame, None);
                 }
                 left.user_id = Some(user_id);
@@ -439,6 +353,7 @@ impl Channels {
         self.map.len()
     }
 
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.map.is_empty()
     }
@@ -464,7 +379,7 @@ mod tests {
             &a,
             None,
             Announce::Local,
-            Extras::default(),
+            SucceededExtras::default(),
         );
         chans.subscribe(
             "c",
@@ -472,7 +387,7 @@ mod tests {
             &b,
             None,
             Announce::Local,
-            Extras::default(),
+            SucceededExtras::default(),
         );
         a.take_queued();
         b.take_queued();
@@ -502,7 +417,7 @@ mod tests {
             &b,
             Some(&m2),
             Announce::Local,
-            Extras::default(),
+            SucceededExtras::default(),
         );
         b.take_queued();
         chans.subscribe(
@@ -511,7 +426,7 @@ mod tests {
             &a1,
             Some(&m1),
             Announce::Local,
-            Extras::default(),
+            SucceededExtras::default(),
         );
         chans.subscribe(
             "presence-r",
@@ -519,7 +434,7 @@ mod tests {
             &a2,
             Some(&m1),
             Announce::Local,
-            Extras::default(),
+            SucceededExtras::default(),
         );
         let seen = b.take_queued();
         assert_eq!(
@@ -551,14 +466,14 @@ mod tests {
             &a,
             None,
             Announce::Deferred,
-            Extras::default(),
+            SucceededExtras::default(),
         );
         chans.broadcast("c", &Utf8Bytes::from_static("early"), None);
         assert!(a.take_queued().is_empty());
         chans.activate(
             "c",
             "1.1",
-            &succeeded_with("c", "{}", Extras::default()),
+            &SucceededExtras::default().frame("c", "{}"),
             &[],
             None,
         );

@@ -1,0 +1,88 @@
+//! The [`Adapter`] trait: how subscriptions, publishes and queries reach the whole cluster.
+
+use std::sync::Arc;
+
+use axum::extract::ws::Utf8Bytes;
+use chorus_protocol::frame::RecoverFrom;
+use chorus_protocol::ChannelKind;
+use futures_util::future::BoxFuture;
+
+use crate::app::{App, HistoryPage, Publish};
+use crate::error::AdapterError;
+use crate::hub::channels::ChannelInfo;
+use crate::hub::outbound::ConnHandle;
+use crate::hub::presence::PresenceMember;
+
+/// Whether the adapter reaches the rest of the cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Health {
+    Ok,
+    /// Serving local subscribers only; the reason is shown at `/up`.
+    Degraded(String),
+}
+
+pub trait Adapter: Send + Sync + 'static {
+    /// Delivers an encoded event on `channel` to every subscriber in the cluster but `except`.
+    /// Never waits: local delivery happens now, remote delivery is queued in order.
+    fn broadcast(&self, app: &Arc<App>, channel: &str, frame: &Utf8Bytes, except: Option<&str>);
+
+    /// Publishes a server event (HTTP API) on `channel`: encoded once, with its history position
+    /// where the channel keeps history, and delivered like [`Adapter::broadcast`].
+    /// The returned future resolves once the cluster has the event (so that a caller publishing
+    /// next through another node cannot overtake it); the event is queued before it returns.
+    fn publish(&self, app: &Arc<App>, channel: &str, event: &Publish<'_>)
+        -> BoxFuture<'static, ()>;
+
+    /// The channel's recent history, oldest first.
+    fn history(
+        &self,
+        app: &Arc<App>,
+        channel: &str,
+        limit: usize,
+    ) -> BoxFuture<'static, Result<HistoryPage, AdapterError>>;
+
+    /// Closes every connection signed in as `user_id`, on every node.
+    fn terminate_user(&self, app: &Arc<App>, user_id: &str);
+
+    /// Subscribes `conn` (already authorized) and sends it `subscription_succeeded`; on presence
+    /// channels `member` is who joins, announced once per user cluster-wide. With `recover`, the
+    /// events after that position are replayed right after `subscription_succeeded`.
+    fn subscribe(
+        &self,
+        app: &Arc<App>,
+        channel: &str,
+        kind: ChannelKind,
+        conn: &ConnHandle,
+        member: Option<PresenceMember>,
+        recover: Option<RecoverFrom>,
+    ) -> BoxFuture<'static, ()>;
+
+    /// Unsubscribes `socket_id`; a presence user's last connection in the cluster leaving is announced.
+    fn unsubscribe(&self, app: &Arc<App>, channel: &str, socket_id: &str)
+        -> BoxFuture<'static, ()>;
+
+    /// Cluster-wide counts of one channel.
+    fn channel_info(
+        &self,
+        app: &Arc<App>,
+        channel: &str,
+    ) -> BoxFuture<'static, Result<ChannelInfo, AdapterError>>;
+
+    /// Cluster-wide occupied channels starting with `prefix`.
+    fn channels(
+        &self,
+        app: &Arc<App>,
+        prefix: &str,
+    ) -> BoxFuture<'static, Result<Vec<(String, ChannelInfo)>, AdapterError>>;
+
+    /// Cluster-wide members of a presence channel.
+    fn user_ids(
+        &self,
+        app: &Arc<App>,
+        channel: &str,
+    ) -> BoxFuture<'static, Result<Vec<String>, AdapterError>>;
+
+    fn health(&self) -> Health {
+        Health::Ok
+    }
+}

@@ -1,0 +1,399 @@
+//! [`RedisAdapter`]: the [`Adapter`] of a node in a cluster, built from the folder's parts.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::Utf8Bytes;
+use chorus_protocol::frame::RecoverFrom;
+use chorus_protocol::ChannelKind;
+use futures_util::future::BoxFuture;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use tokio::sync::{oneshot, watch};
+
+use super::health::LinkHealth;
+use super::membership;
+use super::scripts::{Join, ReadHistory, Scripts, OP_TIMEOUT};
+use super::writer::{Op, Writer};
+use crate::app::{App, Apps, HistoryPage, Publish};
+use crate::cluster::adapter::{Adapter, Health};
+use crate::error::AdapterError;
+use crate::hub::channels::{Announce, ChannelInfo, Left, Subscribed, SucceededExtras};
+use crate::hub::history::{recovery_outcome, recovery_unavailable};
+use crate::hub::outbound::ConnHandle;
+use crate::hub::presence::PresenceMember;
+use crate::wire::{self, OpenFrame};
+
+/// Settings of the Redis adapter.
+#[derive(Debug, Clone)]
+pub struct RedisSettings {
+    pub url: String,
+    /// Prefix of every key and of the pub/sub channel, so several deployments can share a Redis.
+    pub prefix: String,
+    /// A node that has not heartbeated for this long is dead; its members are removed.
+    pub node_timeout: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RedisSetupError {
+    #[error("invalid redis_url: {0}")]
+    Url(#[source] redis::RedisError),
+}
+
+/// The Redis cluster adapter. See the folder's documentation.
+pub struct RedisAdapter {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    scripts: Arc<Scripts>,
+    writer: Writer,
+    /// Dropped with the adapter: the membership loops see it close and end.
+    _stop: watch::Sender<()>,
+}
+
+impl RedisAdapter {
+    /// Starts the adapter's background tasks. Redis need not be up yet: the node serves local
+    /// subscribers (degraded) until it is.
+    pub fn start(settings: RedisSettings, apps: Arc<Apps>) -> Result<Self, RedisSetupError> {
+        let client = redis::Client::open(settings.url.as_str()).map_err(RedisSetupError::Url)?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(OP_TIMEOUT))
+            .set_response_timeout(Some(OP_TIMEOUT))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(500));
+        let conn = ConnectionManager::new_lazy_with_config(client.clone(), config)
+            .map_err(RedisSetupError::Url)?;
+        let node = format!("{:016x}", rand::random::<u64>());
+        tracing::info!(node = %node, url = %settings.url, prefix = %settings.prefix, "redis adapter starting");
+        let scripts = Arc::new(Scripts::new(
+            conn,
+            settings.prefix,
+            settings.node_timeout,
+            node,
+            Arc::new(LinkHealth::new()),
+        ));
+        let writer = Writer::start(Arc::clone(&scripts), Arc::clone(&apps));
+        let (stop, stopped) = watch::channel(());
+        tokio::spawn(membership::subscribe_loop(
+            client,
+            Arc::clone(&scripts),
+            Arc::clone(&apps),
+            writer.clone(),
+            stopped.clone(),
+        ));
+        tokio::spawn(membership::heartbeat_loop(
+            Arc::clone(&scripts),
+            apps,
+            writer.clone(),
+            settings.node_timeout,
+            stopped,
+        ));
+        Ok(Self {
+            inner: Arc::new(Inner {
+                scripts,
+                writer,
+                _stop: stop,
+            }),
+        })
+    }
+}
+
+impl Inner {
+    /// Publishes a server event; on channels with history Redis positions it. The receiver fires
+    /// once Redis has it, so that an HTTP API caller that goes on to publish through another node
+    /// cannot overtake it.
+    fn publish(
+        &self,
+        app: &Arc<App>,
+        channel: &str,
+        event: &Publish<'_>,
+    ) -> Option<oneshot::Receiver<()>> {
+        let frame = event.frame(channel);
+        if !app.history.applies_to(channel) {
+            self.writer.broadcast(app, channel, &frame, event.except);
+        } else {
+            let op = Op::PublishHistory {
+                app: Arc::clone(app),
+                channel: channel.to_owned(),
+                frame: OpenFrame::of(&frame),
+                except: event.except.map(str::to_owned),
+            };
+            if self.writer.enqueue(op).is_err() {
+                app.deliver_local(channel, &frame, event.except);
+            }
+        }
+        let (done, wait) = oneshot::channel();
+        self.writer.enqueue(Op::Ack(done)).ok().map(|()| wait)
+    }
+
+    fn subscription_delta(&self, app: &App, channel: &str, delta: i64) {
+        let _ = self.writer.enqueue(Op::SubscriptionDelta {
+            app: app.config.id.clone(),
+            channel: channel.to_owned(),
+            delta,
+        });
+    }
+
+    /// A public or private channel without history: this node's answer is the whole answer.
+    fn subscribe_plain(
+        &self,
+        app: &App,
+        channel: &str,
+        kind: ChannelKind,
+        conn: &ConnHandle,
+        recover: Option<&RecoverFrom>,
+    ) {
+        let recovery = recover.map(|_| recovery_unavailable());
+        let extras = SucceededExtras {
+            position: None,
+            recovery: recovery.as_ref(),
+        };
+        let outcome = app
+            .channels
+            .subscribe(channel, kind, conn, None, Announce::Local, extras);
+        if let Subscribed::New { .. } = outcome {
+            self.subscription_delta(app, channel, 1);
+        }
+    }
+
+    /// Presence or history: the cluster's members and history come from Redis; events wait
+    /// behind the subscription's gate until `subscription_succeeded` is sent.
+    async fn subscribe_deferred(
+        &self,
+        app: &App,
+        channel: &str,
+        kind: ChannelKind,
+        conn: &ConnHandle,
+        member: Option<&PresenceMember>,
+        recover: Option<&RecoverFrom>,
+    ) {
+        let outcome = app.channels.subscribe(
+            channel,
+            kind,
+            conn,
+            member,
+            Announce::Deferred,
+            SucceededExtras::default(),
+        );
+        let Subscribed::New { new_local_user } = outcome else {
+            return;
+        };
+        self.subscription_delta(app, channel, 1);
+        let (announce, data) = match member {
+            Some(member) => {
+                let join = Join {
+                    app: &app.config.id,
+                    channel,
+                    member,
+                    set_count: None,
+                };
+                match self.scripts.join(join).await {
+                    Ok(j) => (j.is_new, j.presence_data),
+                    // Degraded: this node's view is the best there is.
+                    Err(_) => (new_local_user, app.channels.local_presence_data(channel)),
+                }
+            }
+            None => (false, "{}".to_owned()),
+        };
+        let (top, recovery, replay) = if app.history.applies_to(channel) {
+            let read = ReadHistory {
+                app: &app.config.id,
+                channel,
+                policy: &app.history.policy,
+                from: recover,
+                limit: 0,
+            };
+            match self.scripts.read_history(read).await {
+                Ok(read) => {
+                    let recovery = recover.map(|_| recovery_outcome(&read.frames));
+                    (Some(read.top), recovery, read.frames.unwrap_or_default())
+                }
+                Err(_) => (None, recover.map(|_| recovery_unavailable()), Vec::new()),
+            }
+        } else {
+            (None, recover.map(|_| recovery_unavailable()), Vec::new())
+        };
+        let extras = SucceededExtras {
+            position: top.as_ref(),
+            recovery: recovery.as_ref(),
+        };
+        app.channels.activate(
+            channel,
+            conn.socket_id(),
+            &extras.frame(channel, &data),
+            &replay,
+            top.as_ref(),
+        );
+        if let (true, Some(member)) = (announce, member) {
+            let frame = wire::member_added(channel, &member.user_id, member.user_info.as_deref());
+            self.writer
+                .broadcast(app, channel, &frame, Some(conn.socket_id()));
+        }
+    }
+
+    async fn unsubscribe(&self, app: &App, channel: &str, left: Left) {
+        self.subscription_delta(app, channel, -1);
+        let Some(user_id) = left.user_id else { return };
+        if !left.last_local_connection {
+            return;
+        }
+        let gone = self
+            .scripts
+            .leave(&app.config.id, channel, &user_id)
+            .await
+            .unwrap_or(true);
+        if gone {
+            let frame = wire::member_removed(channel, &user_id);
+            self.writer.broadcast(app, channel, &frame, None);
+        }
+    }
+}
+
+impl Adapter for RedisAdapter {
+    fn broadcast(&self, app: &Arc<App>, channel: &str, frame: &Utf8Bytes, except: Option<&str>) {
+        self.inner.writer.broadcast(app, channel, frame, except);
+    }
+
+    fn publish(
+        &self,
+        app: &Arc<App>,
+        channel: &str,
+        event: &Publish<'_>,
+    ) -> BoxFuture<'static, ()> {
+        let sent = self.inner.publish(app, channel, event);
+        Box::pin(async move {
+            if let Some(sent) = sent {
+                let _ = tokio::time::timeout(OP_TIMEOUT, sent).await;
+            }
+        })
+    }
+
+    fn history(
+        &self,
+        app: &Arc<App>,
+        channel: &str,
+        limit: usize,
+    ) -> BoxFuture<'static, Result<HistoryPage, AdapterError>> {
+        let inner = Arc::clone(&self.inner);
+        let app = Arc::clone(app);
+        let channel = channel.to_owned();
+        Box::pin(async move {
+            if !app.history.applies_to(&channel) {
+                return Ok(HistoryPage::none());
+            }
+            let read = ReadHistory {
+                app: &app.config.id,
+                channel: &channel,
+                policy: &app.history.policy,
+                from: None,
+                limit,
+            };
+            let read = inner.scripts.read_history(read).await?;
+            Ok(HistoryPage {
+                position: Some(read.top),
+                events: read.frames.unwrap_or_default(),
+            })
+        })
+    }
+
+    fn terminate_user(&self, app: &Arc<App>, user_id: &str) {
+        app.users.terminate(user_id);
+        self.inner.writer.terminate(app, user_id);
+    }
+
+    fn subscribe(
+        &self,
+        app: &Arc<App>,
+        channel: &str,
+        kind: ChannelKind,
+        conn: &ConnHandle,
+        member: Option<PresenceMember>,
+        recover: Option<RecoverFrom>,
+    ) -> BoxFuture<'static, ()> {
+        let inner = Arc::clone(&self.inner);
+        let app = Arc::clone(app);
+        let channel = channel.to_owned();
+        let conn = conn.clone();
+        Box::pin(async move {
+            if member.is_none() && !app.history.applies_to(&channel) {
+                inner.subscribe_plain(&app, &channel, kind, &conn, recover.as_ref());
+            } else {
+                inner
+                    .subscribe_deferred(
+                        &app,
+                        &channel,
+                        kind,
+                        &conn,
+                        member.as_ref(),
+                        recover.as_ref(),
+                    )
+                    .await;
+            }
+        })
+    }
+
+    fn unsubscribe(
+        &self,
+        app: &Arc<App>,
+        channel: &str,
+        socket_id: &str,
+    ) -> BoxFuture<'static, ()> {
+        let inner = Arc::clone(&self.inner);
+        let app = Arc::clone(app);
+        let channel = channel.to_owned();
+        let left = app.channels.unsubscribe(&channel, socket_id, false);
+        Box::pin(async move {
+            if let Some(left) = left {
+                inner.unsubscribe(&app, &channel, left).await;
+            }
+        })
+    }
+
+    fn channel_info(
+        &self,
+        app: &Arc<App>,
+        channel: &str,
+    ) -> BoxFuture<'static, Result<ChannelInfo, AdapterError>> {
+        let inner = Arc::clone(&self.inner);
+        let app_id = app.config.id.clone();
+        let channel = channel.to_owned();
+        Box::pin(async move {
+            let list = inner.scripts.channels(&app_id, &channel).await?;
+            let presence = ChannelKind::of(&channel) == ChannelKind::Presence;
+            Ok(list
+                .into_iter()
+                .find(|(name, _)| *name == channel)
+                .map(|(_, info)| info)
+                .unwrap_or(ChannelInfo {
+                    subscription_count: 0,
+                    user_count: presence.then_some(0),
+                }))
+        })
+    }
+
+    fn channels(
+        &self,
+        app: &Arc<App>,
+        prefix: &str,
+    ) -> BoxFuture<'static, Result<Vec<(String, ChannelInfo)>, AdapterError>> {
+        let inner = Arc::clone(&self.inner);
+        let app_id = app.config.id.clone();
+        let prefix = prefix.to_owned();
+        Box::pin(async move { inner.scripts.channels(&app_id, &prefix).await })
+    }
+
+    fn user_ids(
+        &self,
+        app: &Arc<App>,
+        channel: &str,
+    ) -> BoxFuture<'static, Result<Vec<String>, AdapterError>> {
+        let inner = Arc::clone(&self.inner);
+        let app_id = app.config.id.clone();
+        let channel = channel.to_owned();
+        Box::pin(async move { inner.scripts.users(&app_id, &channel).await })
+    }
+
+    fn health(&self) -> Health {
+        self.inner.scripts.health().health()
+    }
+}

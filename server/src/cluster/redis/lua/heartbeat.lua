@@ -1,0 +1,8 @@
+-- This node is alive. ARGV: 3 node. Returns 1 if the node's state was still there (0: Redis lost
+-- it or the node was reaped, so it must write it again).
+local _, now = alive()
+local own = P .. ':n:' .. ARGV[3]
+local existed = redis.call('EXISTS', own .. ':alive')
+redis.call('SET', own .. ':alive', '1')
+redis.call('ZADD', P .. ':nodes', now, ARGV[3])
+return existed

@@ -1,0 +1,98 @@
+//! This node's life in the cluster: the pub/sub subscription to the bus (resubscribing with
+//! backoff), the heartbeat that keeps it on the list of live nodes (and notices that Redis lost
+//! its state), and reaping nodes that stopped heartbeating, whose presence members are then
+//! announced as removed. Both loops end when the adapter is dropped (`stop` closes).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use tokio::sync::watch;
+
+use super::bus;
+use super::scripts::Scripts;
+use super::writer::{Op, Writer};
+use crate::app::Apps;
+use crate::hub::outbound::Cork;
+use crate::wire;
+
+/// Keeps a pub/sub subscription to the bus, reconnecting with backoff.
+pub async fn subscribe_loop(
+    client: redis::Client,
+    scripts: Arc<Scripts>,
+    apps: Arc<Apps>,
+    writer: Writer,
+    mut stop: watch::Receiver<()>,
+) {
+    let bus_channel = scripts.bus();
+    let health = scripts.health();
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match client.get_async_pubsub().await {
+            Ok(mut pubsub) => match pubsub.subscribe(&bus_channel).await {
+                Ok(()) => {
+                    health.set_subscribed(true);
+                    tracing::info!(channel = %bus_channel, "subscribed to the redis bus");
+                    delay = Duration::from_millis(100);
+                    // Redis may have restarted empty: write our state again.
+                    let _ = writer.enqueue(Op::Resync);
+                    let mut stream = pubsub.on_message();
+                    loop {
+                        let msg = tokio::select! {
+                            msg = stream.next() => msg,
+                            _ = stop.changed() => return,
+                        };
+                        let Some(msg) = msg else { break };
+                        // The bus message's subscribers are written by this task (see `Cork`).
+                        let _cork = Cork::new();
+                        bus::deliver(&apps, scripts.node(), msg.get_payload_bytes());
+                    }
+                    health.set_subscribed(false);
+                    health.failed("redis bus", &"connection lost");
+                }
+                Err(e) => health.failed("redis subscribe", &e),
+            },
+            Err(e) => health.failed("redis connect", &e),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = stop.changed() => return,
+        }
+        delay = (delay * 2).min(Duration::from_secs(2));
+    }
+}
+
+/// Heartbeats, asks for lost state to be rewritten, and reaps dead nodes.
+pub async fn heartbeat_loop(
+    scripts: Arc<Scripts>,
+    apps: Arc<Apps>,
+    writer: Writer,
+    node_timeout: Duration,
+    mut stop: watch::Receiver<()>,
+) {
+    let interval = (node_timeout / 4).max(Duration::from_millis(250));
+    let mut first = true;
+    loop {
+        if let Ok(existed) = scripts.heartbeat().await {
+            if !existed && !first {
+                tracing::warn!("this node's redis state is gone (redis restarted or node reaped): rewriting it");
+                let _ = writer.enqueue(Op::Resync);
+            }
+            first = false;
+            if let Ok(orphans) = scripts.reap().await {
+                for o in orphans {
+                    let Some(app) = apps.by_id(&o.app) else {
+                        continue;
+                    };
+                    tracing::info!(app = %o.app, channel = %o.channel, user = %o.user_id, "removing member of a dead node");
+                    let frame = wire::member_removed(&o.channel, &o.user_id);
+                    writer.broadcast(app, &o.channel, &frame, None);
+                }
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}

@@ -1,0 +1,389 @@
+//! The Lua scripts (`lua/*.lua`, each documenting its `ARGV`) behind typed calls: the one place
+//! that knows each script's argument order and the shape of its reply. Every call is bounded by
+//! [`OP_TIMEOUT`] and reports to [`LinkHealth`].
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::Utf8Bytes;
+use chorus_protocol::frame::{RecoverFrom, StreamPosition};
+use redis::aio::ConnectionManager;
+use redis::{Pipeline, Script};
+
+use super::health::LinkHealth;
+use crate::error::AdapterError;
+use crate::hub::channels::ChannelInfo;
+use crate::hub::history::{new_epoch, HistoryPolicy, RecoveryFailure};
+use crate::hub::presence::PresenceMember;
+use crate::wire::{self, OpenFrame};
+
+/// How long one Redis operation may take before the node treats Redis as unavailable.
+pub const OP_TIMEOUT: Duration = Duration::from_secs(2);
+
+const PRELUDE: &str = include_str!("lua/prelude.lua");
+
+/// What the node's calls have in common: the connection, the key prefix, the node timeout and
+/// this node's id (the first arguments of every script).
+pub struct Scripts {
+    conn: ConnectionManager,
+    prefix: String,
+    timeout_ms: u64,
+    node: String,
+    health: Arc<LinkHealth>,
+    join: Script,
+    leave: Script,
+    subscription_delta: Script,
+    channels: Script,
+    users: Script,
+    heartbeat: Script,
+    reap: Script,
+    clear: Script,
+    read_history: Script,
+    /// Sources of the scripts sent as plain EVAL in pipelines (see [`Self::pipe_eval`]).
+    subscription_delta_source: String,
+    publish_history_source: String,
+}
+
+/// A presence connection joining ([`Scripts::join`]).
+pub struct Join<'a> {
+    pub app: &'a str,
+    pub channel: &'a str,
+    pub member: &'a PresenceMember,
+    /// Resync: the user's connection count on this node to set (and no member list wanted).
+    pub set_count: Option<usize>,
+}
+
+/// What a join learned.
+pub struct Joined {
+    /// The user had no connection anywhere in the cluster before.
+    pub is_new: bool,
+    /// The cluster's members as `subscription_succeeded` data (not fetched on resync).
+    pub presence_data: String,
+}
+
+/// A history read ([`Scripts::read_history`]).
+pub struct ReadHistory<'a> {
+    pub app: &'a str,
+    pub channel: &'a str,
+    pub policy: &'a HistoryPolicy,
+    /// With it, the frames after it; without, the newest `limit` frames.
+    pub from: Option<&'a RecoverFrom>,
+    pub limit: usize,
+}
+
+/// What a history read found.
+pub struct HistoryRead {
+    /// The channel's newest position.
+    pub top: StreamPosition,
+    /// The frames, oldest first; a recovery that cannot be served says why.
+    pub frames: Result<Vec<Utf8Bytes>, RecoveryFailure>,
+}
+
+/// An event on a channel with history, positioned and published by Redis.
+pub struct PublishHistory<'a> {
+    pub app: &'a str,
+    pub channel: &'a str,
+    pub policy: &'a HistoryPolicy,
+    pub frame: &'a OpenFrame,
+    /// The bus envelope up to the frame (the script appends the positioned frame and `}`).
+    pub envelope_prefix: &'a str,
+    pub except: Option<&'a str>,
+}
+
+/// A presence member that was only on a dead node.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Orphan {
+    pub app: String,
+    pub channel: String,
+    pub user_id: String,
+}
+
+fn script(body: &str) -> Script {
+    Script::new(&format!("{PRELUDE}{body}"))
+}
+
+impl Scripts {
+    pub fn new(
+        conn: ConnectionManager,
+        prefix: String,
+        node_timeout: Duration,
+        node: String,
+        health: Arc<LinkHealth>,
+    ) -> Self {
+        let publish_history = include_str!("lua/publish_history.lua");
+        let subscription_delta = include_str!("lua/subscription_delta.lua");
+        Self {
+            conn,
+            prefix,
+            timeout_ms: node_timeout.as_millis() as u64,
+            node,
+            health,
+            join: script(include_str!("lua/join.lua")),
+            leave: script(include_str!("lua/leave.lua")),
+            subscription_delta: script(subscription_delta),
+            channels: script(include_str!("lua/channels.lua")),
+            users: script(include_str!("lua/users.lua")),
+            heartbeat: script(include_str!("lua/heartbeat.lua")),
+            reap: script(include_str!("lua/reap.lua")),
+            clear: script(include_str!("lua/clear.lua")),
+            read_history: script(include_str!("lua/read_history.lua")),
+            subscription_delta_source: format!("{PRELUDE}{subscription_delta}"),
+            publish_history_source: format!("{PRELUDE}{publish_history}"),
+        }
+    }
+
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    pub fn health(&self) -> &LinkHealth {
+        &self.health
+    }
+
+    /// The pub/sub channel every node listens on.
+    pub fn bus(&self) -> String {
+        format!("{}:bus", self.prefix)
+    }
+
+    pub async fn join(&self, j: Join<'_>) -> Result<Joined, AdapterError> {
+        let info = j.member.user_info.as_ref().map_or("null", |r| r.get());
+        let count = j.set_count.map(|c| c.to_string());
+        let mut args = vec![
+            self.node.as_str(),
+            j.app,
+            j.channel,
+            j.member.user_id.as_str(),
+            info,
+        ];
+        args.extend(count.as_deref());
+        let (is_new, flat): (i64, Vec<String>) = self.run(&self.join, &args).await?;
+        Ok(Joined {
+            is_new: is_new == 1,
+            presence_data: presence_data(&flat),
+        })
+    }
+
+    /// Returns whether it was the user's last connection in the cluster.
+    pub async fn leave(
+        &self,
+        app: &str,
+        channel: &str,
+        user_id: &str,
+    ) -> Result<bool, AdapterError> {
+        let args = [self.node.as_str(), app, channel, user_id];
+        let gone: i64 = self.run(&self.leave, &args).await?;
+        Ok(gone == 1)
+    }
+
+    pub async fn subscription_delta(
+        &self,
+        app: &str,
+        channel: &str,
+        delta: i64,
+    ) -> Result<(), AdapterError> {
+        let delta = delta.to_string();
+        let args = [self.node.as_str(), app, channel, &delta];
+        self.run::<i64>(&self.subscription_delta, &args).await?;
+        Ok(())
+    }
+
+    /// The cluster's occupied channels of `app` whose name starts with `filter`.
+    pub async fn channels(
+        &self,
+        app: &str,
+        filter: &str,
+    ) -> Result<Vec<(String, ChannelInfo)>, AdapterError> {
+        let flat: Vec<redis::Value> = self.run(&self.channels, &[app, filter]).await?;
+        Ok(parse_channels(flat))
+    }
+
+    pub async fn users(&self, app: &str, channel: &str) -> Result<Vec<String>, AdapterError> {
+        self.run(&self.users, &[app, channel]).await
+    }
+
+    /// Returns whether this node's state was still in Redis.
+    pub async fn heartbeat(&self) -> Result<bool, AdapterError> {
+        let existed: i64 = self.run(&self.heartbeat, &[&self.node]).await?;
+        Ok(existed == 1)
+    }
+
+    /// Removes dead nodes; returns the members that only they had, each once.
+    pub async fn reap(&self) -> Result<Vec<Orphan>, AdapterError> {
+        let flat: Vec<String> = self.run(&self.reap, &[]).await?;
+        let mut seen = HashSet::new();
+        Ok(flat
+            .chunks_exact(3)
+            .map(|t| Orphan {
+                app: t[0].clone(),
+                channel: t[1].clone(),
+                user_id: t[2].clone(),
+            })
+            .filter(|o| seen.insert(o.clone()))
+            .collect())
+    }
+
+    /// Deletes this node's state.
+    pub async fn clear(&self) -> Result<(), AdapterError> {
+        self.run::<i64>(&self.clear, &[&self.node]).await?;
+        Ok(())
+    }
+
+    pub async fn read_history(&self, r: ReadHistory<'_>) -> Result<HistoryRead, AdapterError> {
+        let ttl = (r.policy.ttl.as_millis() as u64).to_string();
+        let epoch = new_epoch();
+        let (from_epoch, from_offset, skip) = match r.from {
+            Some(f) => (
+                f.position.epoch.as_str(),
+                f.position.offset.to_string(),
+                f.socket_id.as_deref().unwrap_or(""),
+            ),
+            None => ("", "0".to_owned(), ""),
+        };
+        let limit = r.limit.to_string();
+        let args = [
+            r.app,
+            r.channel,
+            &ttl,
+            &epoch,
+            from_epoch,
+            &from_offset,
+            &limit,
+            skip,
+        ];
+        let (epoch, top, status, frames): (String, u64, String, Vec<String>) =
+            self.run(&self.read_history, &args).await?;
+        let frames = match status.as_str() {
+            "none" | "ok" => Ok(frames.into_iter().map(Utf8Bytes::from).collect()),
+            other => Err(RecoveryFailure::from_reason(other).ok_or_else(|| {
+                AdapterError(format!("redis: unexpected history status {other:?}"))
+            })?),
+        };
+        Ok(HistoryRead {
+            top: StreamPosition { epoch, offset: top },
+            frames,
+        })
+    }
+
+    /// Adds a subscription count change to a pipeline.
+    pub fn pipe_subscription_delta(
+        &self,
+        pipe: &mut Pipeline,
+        app: &str,
+        channel: &str,
+        delta: i64,
+    ) {
+        self.pipe_eval(pipe, &self.subscription_delta_source)
+            .arg(&self.node)
+            .arg(app)
+            .arg(channel)
+            .arg(delta)
+            .ignore();
+    }
+
+    /// Adds a history event to a pipeline.
+    pub fn pipe_publish_history(&self, pipe: &mut Pipeline, p: PublishHistory<'_>) {
+        self.pipe_eval(pipe, &self.publish_history_source)
+            .arg(p.app)
+            .arg(p.channel)
+            .arg(p.policy.ttl.as_millis() as u64)
+            .arg(p.policy.size)
+            .arg(new_epoch())
+            .arg(p.frame.as_str())
+            .arg(p.envelope_prefix)
+            .arg(p.except.unwrap_or(""))
+            .ignore();
+    }
+
+    /// EVAL (not EVALSHA) inside a pipeline: the script may not be cached yet.
+    fn pipe_eval<'p>(&self, pipe: &'p mut Pipeline, source: &str) -> &'p mut Pipeline {
+        pipe.cmd("EVAL")
+            .arg(source)
+            .arg(0)
+            .arg(&self.prefix)
+            .arg(self.timeout_ms)
+    }
+
+    /// Sends a pipeline; returns whether Redis took it.
+    pub async fn send(&self, pipe: &Pipeline) -> bool {
+        let mut conn = self.conn.clone();
+        match tokio::time::timeout(OP_TIMEOUT, pipe.query_async::<()>(&mut conn)).await {
+            Ok(Ok(())) => {
+                self.health.succeeded();
+                true
+            }
+            Ok(Err(e)) => {
+                self.health.failed("redis publish", &e);
+                false
+            }
+            Err(_) => {
+                self.health.failed("redis publish", &"timed out");
+                false
+            }
+        }
+    }
+
+    /// Runs a script with the common arguments (prefix, timeout) followed by `args`.
+    async fn run<T: redis::FromRedisValue>(
+        &self,
+        script: &Script,
+        args: &[&str],
+    ) -> Result<T, AdapterError> {
+        let mut inv = script.prepare_invoke();
+        inv.arg(&self.prefix).arg(self.timeout_ms);
+        for a in args {
+            inv.arg(*a);
+        }
+        let mut conn = self.conn.clone();
+        match tokio::time::timeout(OP_TIMEOUT, inv.invoke_async::<T>(&mut conn)).await {
+            Ok(Ok(v)) => {
+                self.health.succeeded();
+                Ok(v)
+            }
+            Ok(Err(e)) => {
+                self.health.failed("redis command", &e);
+                Err(AdapterError(format!("redis: {e}")))
+            }
+            Err(_) => {
+                self.health.failed("redis command", &"timed out");
+                Err(AdapterError("redis: timed out".into()))
+            }
+        }
+    }
+}
+
+/// `subscription_succeeded` data from flat id/info pairs (infos are JSON we stored).
+fn presence_data(flat: &[String]) -> String {
+    let members: Vec<(&str, Box<serde_json::value::RawValue>)> = flat
+        .chunks_exact(2)
+        .map(|pair| {
+            let info = serde_json::value::RawValue::from_string(pair[1].clone())
+                .unwrap_or_else(|_| serde_json::value::RawValue::NULL.to_owned());
+            (pair[0].as_str(), info)
+        })
+        .collect();
+    wire::presence_data(members.iter().map(|(id, info)| (*id, &**info)))
+}
+
+fn parse_channels(flat: Vec<redis::Value>) -> Vec<(String, ChannelInfo)> {
+    let mut out = Vec::new();
+    for triple in flat.chunks(3) {
+        if let [name, subs, users] = triple {
+            let (Ok(name), Ok(subs), Ok(users)) = (
+                redis::from_redis_value_ref::<String>(name),
+                redis::from_redis_value_ref::<i64>(subs),
+                redis::from_redis_value_ref::<i64>(users),
+            ) else {
+                continue;
+            };
+            out.push((
+                name,
+                ChannelInfo {
+                    subscription_count: subs.max(0) as usize,
+                    user_count: (users >= 0).then_some(users as usize),
+                },
+            ));
+        }
+    }
+    out
+}

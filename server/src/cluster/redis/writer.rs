@@ -1,0 +1,241 @@
+//! The ordered writer: every write this node makes to Redis without waiting for it (publishes,
+//! subscription counts, the state rewrite) goes through one queue and one task, so Redis sees
+//! them in the order they happened. Writes are sent as pipelines of up to [`BATCH`].
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use axum::extract::ws::Utf8Bytes;
+use tokio::sync::{mpsc, oneshot};
+
+use super::bus::{self, Body};
+use super::scripts::{Join, PublishHistory, Scripts};
+use crate::app::{App, Apps};
+use crate::error::AdapterError;
+use crate::hub::outbound::Cork;
+use crate::wire::{self, OpenFrame};
+
+/// Queued writes (publishes, count updates) before new ones are dropped while Redis is slow or down.
+const QUEUE: usize = 65_536;
+/// Writes sent in one pipeline.
+const BATCH: usize = 256;
+
+/// Writes that must reach Redis in order; none is awaited by the caller.
+pub enum Op {
+    /// A bus message.
+    Publish(String),
+    /// An event on a channel with history: positioned and published by Redis.
+    PublishHistory {
+        app: Arc<App>,
+        channel: String,
+        frame: OpenFrame,
+        except: Option<String>,
+    },
+    /// This node's subscription count of a channel changed.
+    SubscriptionDelta {
+        app: String,
+        channel: String,
+        delta: i64,
+    },
+    /// Rewrite this node's state from local state (after Redis lost it).
+    Resync,
+    /// Fired once every write queued before it has been sent (or has failed).
+    Ack(oneshot::Sender<()>),
+}
+
+/// The queue's sending side. The task ends once every `Writer` is dropped and the queue is empty.
+#[derive(Clone)]
+pub struct Writer {
+    ops: mpsc::Sender<Op>,
+    node: Arc<str>,
+    dropped_warned: Arc<AtomicBool>,
+}
+
+impl Writer {
+    /// Starts the task that sends what is queued.
+    pub fn start(scripts: Arc<Scripts>, apps: Arc<Apps>) -> Self {
+        let (ops, rx) = mpsc::channel(QUEUE);
+        let writer = Self {
+            ops,
+            node: scripts.node().into(),
+            dropped_warned: Arc::new(AtomicBool::new(false)),
+        };
+        tokio::spawn(write_loop(scripts, apps, writer.downgrade(), rx));
+        writer
+    }
+
+    /// Queues a write; gives it back when the queue is full.
+    pub fn enqueue(&self, op: Op) -> Result<(), Op> {
+        self.ops.try_send(op).map_err(|e| {
+            if !self.dropped_warned.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    "redis write queue full: dropping cross-node messages until it drains"
+                );
+            }
+            e.into_inner()
+        })
+    }
+
+    /// Delivers locally and publishes to the other nodes.
+    pub fn broadcast(&self, app: &App, channel: &str, frame: &Utf8Bytes, except: Option<&str>) {
+        app.deliver_local(channel, frame, except);
+        let body = Body::Event {
+            channel,
+            except,
+            frame,
+        };
+        let _ = self.enqueue(Op::Publish(bus::envelope(&self.node, &app.config.id, body)));
+    }
+
+    /// Asks the other nodes to close `user_id`'s connections.
+    pub fn terminate(&self, app: &App, user_id: &str) {
+        let body = Body::Terminate { user_id };
+        let _ = self.enqueue(Op::Publish(bus::envelope(&self.node, &app.config.id, body)));
+    }
+
+    fn downgrade(&self) -> WeakWriter {
+        WeakWriter {
+            ops: self.ops.downgrade(),
+            node: Arc::clone(&self.node),
+            dropped_warned: Arc::clone(&self.dropped_warned),
+        }
+    }
+}
+
+/// The task's own way back into its queue (for the rewrite's announcements), which does not keep
+/// the queue open.
+struct WeakWriter {
+    ops: mpsc::WeakSender<Op>,
+    node: Arc<str>,
+    dropped_warned: Arc<AtomicBool>,
+}
+
+impl WeakWriter {
+    fn upgrade(&self) -> Option<Writer> {
+        Some(Writer {
+            ops: self.ops.upgrade()?,
+            node: Arc::clone(&self.node),
+            dropped_warned: Arc::clone(&self.dropped_warned),
+        })
+    }
+}
+
+/// A history event of the batch being sent, delivered locally (without position) if Redis fails.
+struct Fallback {
+    app: Arc<App>,
+    channel: String,
+    frame: OpenFrame,
+    except: Option<String>,
+}
+
+/// Sends queued writes in order, a pipeline at a time.
+async fn write_loop(
+    scripts: Arc<Scripts>,
+    apps: Arc<Apps>,
+    me: WeakWriter,
+    mut rx: mpsc::Receiver<Op>,
+) {
+    let mut batch = Vec::with_capacity(BATCH);
+    let bus = scripts.bus();
+    while rx.recv_many(&mut batch, BATCH).await > 0 {
+        let mut pipe = redis::pipe();
+        let mut resync = false;
+        let mut fallback = Vec::new();
+        let mut acks = Vec::new();
+        for op in batch.drain(..) {
+            match op {
+                Op::Publish(msg) => {
+                    pipe.publish(&bus, msg).ignore();
+                }
+                Op::SubscriptionDelta {
+                    app,
+                    channel,
+                    delta,
+                } => scripts.pipe_subscription_delta(&mut pipe, &app, &channel, delta),
+                Op::PublishHistory {
+                    app,
+                    channel,
+                    frame,
+                    except,
+                } => {
+                    let envelope_prefix = bus::envelope_prefix(
+                        scripts.node(),
+                        &app.config.id,
+                        &channel,
+                        except.as_deref(),
+                        true,
+                    );
+                    let event = PublishHistory {
+                        app: &app.config.id,
+                        channel: &channel,
+                        policy: &app.history.policy,
+                        frame: &frame,
+                        envelope_prefix: &envelope_prefix,
+                        except: except.as_deref(),
+                    };
+                    scripts.pipe_publish_history(&mut pipe, event);
+                    fallback.push(Fallback {
+                        app,
+                        channel,
+                        frame,
+                        except,
+                    });
+                }
+                Op::Resync => resync = true,
+                Op::Ack(done) => acks.push(done),
+            }
+        }
+        if scripts.send(&pipe).await {
+            me.dropped_warned.store(false, Ordering::Relaxed);
+        } else {
+            // Redis did not take them: local subscribers still get them live, unpositioned,
+            // written by this task as a bus message's are (see `Cork`).
+            let _cork = Cork::new();
+            for f in fallback {
+                f.app
+                    .deliver_local(&f.channel, &f.frame.close(), f.except.as_deref());
+            }
+        }
+        for done in acks.drain(..) {
+            let _ = done.send(());
+        }
+        if resync {
+            let Some(writer) = me.upgrade() else { continue };
+            if let Err(e) = rewrite_state(&scripts, &apps, &writer).await {
+                tracing::warn!(error = %e, "could not rewrite this node's redis state; will retry");
+                // The next heartbeat sees the state missing and asks again.
+            }
+        }
+    }
+}
+
+/// Rewrites this node's state from local state, announcing members that are new again.
+async fn rewrite_state(
+    scripts: &Scripts,
+    apps: &Apps,
+    writer: &Writer,
+) -> Result<(), AdapterError> {
+    scripts.clear().await?;
+    for app in apps.iter() {
+        for (channel, count) in app.channels.subscription_counts() {
+            scripts
+                .subscription_delta(&app.config.id, &channel, count as i64)
+                .await?;
+        }
+        for (channel, member, count) in app.channels.presence_snapshot() {
+            let join = Join {
+                app: &app.config.id,
+                channel: &channel,
+                member: &member,
+                set_count: Some(count),
+            };
+            if scripts.join(join).await?.is_new {
+                let frame =
+                    wire::member_added(&channel, &member.user_id, member.user_info.as_deref());
+                writer.broadcast(app, &channel, &frame, None);
+            }
+        }
+    }
+    tracing::info!("redis state of this node rewritten");
+    Ok(())
+}

@@ -1,0 +1,111 @@
+//! What operators read: `/up` (health for load balancers) and `/metrics` (Prometheus text).
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+
+use crate::app::App;
+use crate::cluster::Health;
+use crate::state::ServerState;
+
+pub fn routes() -> Router<Arc<ServerState>> {
+    Router::new()
+        .route("/up", get(up))
+        .route("/metrics", get(metrics))
+}
+
+/// 200 `ok`; 200 `degraded` when the cluster adapter cannot reach Redis (local subscribers are
+/// still served); 503 while shutting down.
+async fn up(State(state): State<Arc<ServerState>>) -> Response {
+    if let Health::Degraded(reason) = state.adapter.health() {
+        return Json(serde_json::json!({ "status": "degraded", "reason": reason })).into_response();
+    }
+    if state.is_shutting_down() {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({ "status": "shutting_down" })),
+        )
+            .into_response()
+    } else {
+        Json(serde_json::json!({ "status": "ok" })).into_response()
+    }
+}
+
+async fn metrics(State(state): State<Arc<ServerState>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        render(&state),
+    )
+        .into_response()
+}
+
+/// Renders all metrics.
+fn render(state: &ServerState) -> String {
+    let mut out = String::new();
+    let mut family =
+        |name: &str, kind: &str, help: &str, rows: &mut dyn Iterator<Item = (String, u64)>| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (labels, v) in rows {
+                let _ = writeln!(out, "{name}{{{labels}}} {v}");
+            }
+        };
+    let apps: Vec<_> = state.apps.iter().collect();
+    let per_app = |f: &dyn Fn(&App) -> u64| -> Vec<(String, u64)> {
+        apps.iter()
+            .map(|a| (format!("app_id=\"{}\"", a.config.id), f(a)))
+            .collect()
+    };
+    let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+    family(
+        "chorus_connections",
+        "gauge",
+        "Open WebSocket connections.",
+        &mut per_app(&|a| a.connections.count() as u64).into_iter(),
+    );
+    family(
+        "chorus_channels",
+        "gauge",
+        "Channels with at least one subscriber on this node.",
+        &mut per_app(&|a| a.channels.len() as u64).into_iter(),
+    );
+    family(
+        "chorus_messages_received_total",
+        "counter",
+        "WebSocket frames received from clients.",
+        &mut per_app(&|a| load(&a.metrics.messages_in)).into_iter(),
+    );
+    family(
+        "chorus_bytes_received_total",
+        "counter",
+        "Bytes of WebSocket frames received from clients.",
+        &mut per_app(&|a| load(&a.metrics.bytes_in)).into_iter(),
+    );
+    family(
+        "chorus_messages_sent_total",
+        "counter",
+        "Events delivered to subscribers.",
+        &mut per_app(&|a| load(&a.metrics.messages_out)).into_iter(),
+    );
+    family(
+        "chorus_bytes_sent_total",
+        "counter",
+        "Bytes of events delivered to subscribers.",
+        &mut per_app(&|a| load(&a.metrics.bytes_out)).into_iter(),
+    );
+    family(
+        "chorus_http_requests_total",
+        "counter",
+        "HTTP API requests by response status.",
+        &mut state
+            .http_metrics
+            .by_status()
+            .map(|(s, v)| (format!("status=\"{s}\""), v)),
+    );
+    out
+}

@@ -1,0 +1,57 @@
+//! The client-event rate limit of one connection.
+
+use tokio::time::Instant;
+
+/// Token bucket: `rate` per second, bursts up to `rate`; a rate of 0 allows everything.
+pub struct RateLimiter {
+    rate: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl RateLimiter {
+    pub fn new(rate: u32) -> Self {
+        Self {
+            rate: f64::from(rate),
+            tokens: f64::from(rate),
+            last: Instant::now(),
+        }
+    }
+
+    pub fn allow(&mut self) -> bool {
+        self.allow_at(Instant::now())
+    }
+
+    fn allow_at(&mut self, now: Instant) -> bool {
+        if self.rate <= 0.0 {
+            return true;
+        }
+        self.tokens =
+            (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate).min(self.rate);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bursts_up_to_the_rate_then_refills() {
+        let mut l = RateLimiter::new(3);
+        let t0 = l.last;
+        assert!((0..3).all(|_| l.allow_at(t0)));
+        assert!(!l.allow_at(t0));
+        let later = t0 + std::time::Duration::from_millis(340);
+        assert!(l.allow_at(later));
+        assert!(!l.allow_at(later));
+        let mut unlimited = RateLimiter::new(0);
+        assert!((0..1000).all(|_| unlimited.allow_at(t0)));
+    }
+}

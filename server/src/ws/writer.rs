@@ -1,0 +1,98 @@
+//! The connection's writer task: writes what its queue holds when a publisher's cork could not
+//! (the socket was full), and at the end says goodbye on the sink directly, never through the
+//! bounded queue: the last queued frames, then `pusher:error` and the close frame.
+
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message};
+use futures_util::SinkExt;
+
+use crate::error::ConnectionError;
+use crate::hub::outbound::{ConnHandle, WriterExit};
+use crate::wire;
+
+/// How long the writer may take to flush the final frames before the socket is dropped.
+pub const CLOSE_GRACE: Duration = Duration::from_secs(2);
+/// A close frame's payload is at most 125 bytes: the 2-byte code and the reason.
+const MAX_CLOSE_REASON: usize = 123;
+
+/// Writes what is queued until the connection is killed or the session ends, then says goodbye.
+pub async fn write_loop(conn: ConnHandle) {
+    let (err, keep) = match std::future::poll_fn(|cx| conn.poll_writer(cx)).await {
+        // Killed from outside (slow consumer, terminated): what is still queued is dropped and
+        // the error goes out at once. A slow consumer's queue is full, so it could not carry it.
+        WriterExit::Killed(reason) => (Some(reason.error()), false),
+        // The session ended (`None`: the client left) after its queue was written.
+        WriterExit::Ended(err) => (err, true),
+        WriterExit::Failed => {
+            // Nothing more is queued for a dead socket.
+            conn.take_sink(false);
+            return;
+        }
+    };
+    let (Some(mut sink), queued) = conn.take_sink(keep) else {
+        return;
+    };
+    let farewell = async {
+        for text in queued {
+            if sink.feed(Message::Text(text)).await.is_err() {
+                return;
+            }
+        }
+        match err {
+            Some(err) => {
+                let _ = sink.feed(Message::Text(wire::error(&err))).await;
+                let frame = CloseFrame {
+                    code: close_code(&err),
+                    reason: close_reason(&err).into(),
+                };
+                let _ = sink.send(Message::Close(Some(frame))).await;
+            }
+            // The client left: complete the close handshake if the socket still works.
+            None => {
+                let _ = sink.close().await;
+            }
+        }
+    };
+    // Bounded: a client that never reads again must not keep the task (and its buffers) alive.
+    // Boxed: this runs once, at the end, and inline it would make every idle connection's task
+    // as large as the goodbye (timer included) for its whole life.
+    let _ = Box::pin(tokio::time::timeout(CLOSE_GRACE, farewell)).await;
+}
+
+/// Fatal errors close with their Pusher code; a too-large message closes with WebSocket's 1009.
+fn close_code(err: &ConnectionError) -> u16 {
+    if err.is_fatal() {
+        err.code().code()
+    } else {
+        1009
+    }
+}
+
+/// The error's message, cut to the 123 bytes a close frame can carry (it may quote client input).
+fn close_reason(err: &ConnectionError) -> String {
+    let mut reason = err.to_string();
+    if reason.len() > MAX_CLOSE_REASON {
+        let mut cut = MAX_CLOSE_REASON;
+        while !reason.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        reason.truncate(cut);
+    }
+    reason
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_close_reason_fits_a_close_frame_on_a_char_boundary() {
+        let err = ConnectionError::AppNotFound("é".repeat(100));
+        let reason = close_reason(&err);
+        assert!(reason.len() <= MAX_CLOSE_REASON);
+        assert!(err.to_string().starts_with(&reason));
+        assert_eq!(close_code(&err), 4001);
+        assert_eq!(close_code(&ConnectionError::MessageTooLarge(10)), 1009);
+    }
+}

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of the project, installing what they need first (idempotent: seconds when present).
-#   1. Rust: cargo fmt --check, clippy -D warnings, unit + integration tests (real listener, real clients,
-#      several chorus processes on a real redis-server)
+#   1. Rust: cargo fmt --check, clippy -D warnings, unit + integration tests (the SDK's pure parts
+#      natively; real listener, real clients, several chorus processes on a real redis-server)
 #   2. Bench smoke: each load scenario of bench/ for a second or two (no message lost, no error)
 #   3. JS: the real pusher-js, laravel-echo and pusher npm packages against the built chorus binary
 #   4. SDK: the wasm toolchain, then the browser SDK built and tested in Node and headless Chromium
@@ -18,9 +18,11 @@ need_apt openssl openssl             # the SDK tests make a self-signed certific
 log "rust: format and lints"
 cargo fmt --all -- --check
 timeout 900 cargo clippy --locked --all-targets -- -D warnings
+timeout 600 cargo clippy --locked -p chorus-sdk --all-targets -- -D warnings   # the SDK on the host (its unit tests)
 
 log "rust: unit and integration tests"
 timeout 1200 cargo test --locked
+timeout 600 cargo test --locked -p chorus-sdk   # the SDK's pure parts (backoff, channels, auth), natively
 
 timeout 300 cargo build --locked -p chorus-server
 export CHORUS_BIN="$PWD/target/debug/chorus"

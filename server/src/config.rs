@@ -85,12 +85,25 @@ pub struct Config {
     pub inactivity_timeout: u64,
     /// Seconds graceful shutdown waits for connections to close before exiting anyway.
     pub shutdown_timeout: u64,
+    /// Seconds a new TCP connection has to send a complete request head (a WebSocket upgrade or
+    /// an HTTP request), and that a keep-alive HTTP connection may sit idle between requests.
+    pub handshake_timeout: u64,
+    /// TCP connections that have not yet sent a complete request head (or are serving HTTP), at
+    /// once; further ones wait in the kernel's backlog until one is done.
+    pub max_pending_connections: usize,
     /// Largest WebSocket message accepted, in KiB; a larger one closes the connection with 1009.
     pub max_message_kb: usize,
     /// Largest HTTP API request body, in KiB (413 above it).
     pub max_request_kb: usize,
+    /// Seconds an HTTP API request's body may take to arrive once its head is in (408 after).
+    pub request_timeout: u64,
     /// Messages queued for one connection before it counts as a slow consumer and is closed (4100).
     pub outbound_queue: usize,
+    /// The same bound in KiB of queued frames.
+    pub outbound_queue_kb: usize,
+    /// Seconds a connection's socket may take nothing while frames wait for it before the
+    /// connection is closed as a slow consumer (4100), whatever the client sends meanwhile.
+    pub write_timeout: u64,
     /// Connections the whole server accepts (0 = unlimited); above it new ones are closed with 4100.
     pub max_connections: usize,
     /// Log filter (`tracing` env-filter syntax).
@@ -114,9 +127,14 @@ impl Default for Config {
             // Pusher's: a day.
             inactivity_timeout: 86_400,
             shutdown_timeout: 10,
+            handshake_timeout: 10,
+            max_pending_connections: 1024,
             max_message_kb: 100,
             max_request_kb: 1024,
+            request_timeout: 10,
             outbound_queue: 1024,
+            outbound_queue_kb: 2048,
+            write_timeout: 30,
             max_connections: 0,
             log: "info".into(),
             adapter: AdapterKind::Local,
@@ -302,6 +320,9 @@ impl Config {
             ("pong_timeout", self.pong_timeout),
             ("inactivity_timeout", self.inactivity_timeout),
             ("shutdown_timeout", self.shutdown_timeout),
+            ("handshake_timeout", self.handshake_timeout),
+            ("request_timeout", self.request_timeout),
+            ("write_timeout", self.write_timeout),
             ("node_timeout", self.node_timeout),
         ] {
             if secs > MAX_TIMEOUT_SECS {
@@ -310,8 +331,18 @@ impl Config {
                 ));
             }
         }
-        if self.outbound_queue == 0 {
-            return invalid("outbound_queue must be at least 1".into());
+        if self.handshake_timeout == 0 || self.request_timeout == 0 {
+            return invalid(
+                "handshake_timeout and request_timeout must be at least 1 second".into(),
+            );
+        }
+        if self.max_pending_connections == 0 {
+            return invalid("max_pending_connections must be at least 1".into());
+        }
+        if self.outbound_queue == 0 || self.outbound_queue_kb == 0 || self.write_timeout == 0 {
+            return invalid(
+                "outbound_queue, outbound_queue_kb and write_timeout must be at least 1".into(),
+            );
         }
         if self.node_timeout == 0 {
             return invalid("node_timeout must be at least 1 second".into());

@@ -8,6 +8,17 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chorus_protocol::{ChannelNameError, ErrorCode};
 
+/// Client input quoted in an error: at most [`QUOTE_CHARS`] characters (then `…`), so that an
+/// error never costs more than its input's first bytes, however much was sent.
+pub fn quoted(input: &str) -> String {
+    match input.char_indices().nth(QUOTE_CHARS) {
+        Some((cut, _)) => format!("{}…", &input[..cut]),
+        None => input.to_owned(),
+    }
+}
+
+pub const QUOTE_CHARS: usize = 64;
+
 /// An error on a WebSocket connection: sent as `pusher:error`; fatal ones also close with the code.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConnectionError {
@@ -152,6 +163,8 @@ pub enum ApiError {
     BadRequest(String),
     #[error("Payload too large: {0}")]
     PayloadTooLarge(String),
+    #[error("Request body not received within {0} s")]
+    RequestTimeout(u64),
     #[error("Not found")]
     NotFound,
     #[error("Method {0} is not allowed on this path")]
@@ -171,6 +184,7 @@ impl ApiError {
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::Rejected { status, .. } => *status,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,

@@ -10,7 +10,7 @@
 //! | cluster | [`cluster`] | the `Adapter` trait: one node, or several on Redis |
 //! | shared state | [`state`] | what every task holds: config, apps, adapter |
 //! | edges | [`ws`], [`http`] | the WebSocket session; the signed HTTP API and `/up`, `/metrics` (never each other) |
-//! | top | [`server`] | listener, router, graceful shutdown |
+//! | top | [`server`], [`listener`] | router, graceful shutdown; the accept loop and its bounds on connections not yet upgraded |
 //!
 //! A published event travels: the HTTP API ([`http`]) or a client event ([`ws`]) → encoded once
 //! ([`wire`]) → the cluster adapter ([`cluster`]) → [`app`]'s local delivery → the fan-out in
@@ -24,6 +24,7 @@ mod config;
 mod error;
 mod http;
 mod hub;
+mod listener;
 mod metrics;
 mod server;
 mod state;

@@ -34,6 +34,13 @@ fn main() -> anyhow::Result<()> {
         );
     }
 
+    // Each connection is a descriptor; a soft limit like systemd's usual 1024 would lock clients
+    // out long before memory does.
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::info!(open_files = limit, "descriptor limit"),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the descriptor limit"),
+    }
+
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

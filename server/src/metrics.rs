@@ -35,7 +35,7 @@ pub struct HttpMetrics {
     counts: [AtomicU64; STATUSES.len() + 1],
 }
 
-const STATUSES: [u16; 10] = [200, 400, 401, 403, 404, 405, 413, 415, 500, 503];
+const STATUSES: [u16; 11] = [200, 400, 401, 403, 404, 405, 408, 413, 415, 500, 503];
 
 impl Default for HttpMetrics {
     fn default() -> Self {

@@ -6,7 +6,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::serve::ListenerExt;
 use axum::Router;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -17,7 +16,7 @@ use crate::cluster::redis::{RedisAdapter, RedisSettings, RedisSetupError};
 use crate::cluster::Adapter;
 use crate::config::{AdapterKind, Config};
 use crate::state::ServerState;
-use crate::{http, ws};
+use crate::{http, listener, ws};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -76,21 +75,16 @@ impl Server {
         } = self;
         let app = router(Arc::clone(&state));
         tokio::spawn(sweep_history(Arc::clone(&state)));
-        let notify = async move {
+        tokio::spawn(async move {
             signal.await;
             tracing::info!("shutting down: closing connections with 4200");
             let _ = shutdown.send(true);
-        };
-        // No Nagle: a small frame or API reply must not wait for the peer's delayed ACK (up to
-        // 40 ms on Linux); the writer task already batches queued frames into one flush.
-        let listener = listener.tap_io(|tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-            }
         });
-        axum::serve(listener, app.into_make_service())
-            .with_graceful_shutdown(notify)
-            .await?;
+        let limits = listener::Limits {
+            handshake_timeout: Duration::from_secs(state.config.handshake_timeout),
+            max_pending: state.config.max_pending_connections,
+        };
+        listener::serve(listener, app, limits, state.shutdown.clone()).await;
         let grace = Duration::from_secs(state.config.shutdown_timeout);
         if tokio::time::timeout(grace, state.connections.idle())
             .await

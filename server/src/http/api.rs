@@ -16,7 +16,7 @@ use serde_json::{json, Map, Value};
 
 use super::signed::{ApiPath, Signed};
 use crate::app::{App, Publish};
-use crate::error::ApiError;
+use crate::error::{quoted, ApiError};
 use crate::hub::channels::ChannelInfo;
 use crate::hub::outbound::Cork;
 use crate::state::ServerState;
@@ -50,7 +50,8 @@ pub fn routes() -> Router<Arc<ServerState>> {
 
 /// A channel name from the path, checked.
 fn channel_param(name: &str) -> Result<ChannelKind, ApiError> {
-    validate_channel_name(name).map_err(|e| ApiError::BadRequest(format!("channel {name:?}: {e}")))
+    validate_channel_name(name)
+        .map_err(|e| ApiError::BadRequest(format!("channel {:?}: {e}", quoted(name))))
 }
 
 fn parse_json<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {

@@ -1,21 +1,23 @@
 //! The signed-request extractor: every HTTP API endpoint takes a [`Signed`] argument, so a
-//! handler is authenticated because of its type. [`authenticate`] checks the app id,
-//! `auth_key`, `auth_timestamp` within 600 s, `body_md5` of a non-empty body, and
-//! `auth_signature` (HMAC-SHA256 of `METHOD\nPATH\nsorted-query`), compared in constant time.
+//! handler is authenticated because of its type. Before the body is read, [`authenticate`]
+//! checks the app id, `auth_key`, `auth_timestamp` within 600 s and `auth_signature`
+//! (HMAC-SHA256 of `METHOD\nPATH\nsorted-query`, compared in constant time), and a
+//! `Content-Length` over the limit is refused; the body, read within `request_timeout`, must then
+//! match the signed `body_md5`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{FromRequest, FromRequestParts, OriginalUri, Path, RawPathParams, Request};
 use axum::http::request::Parts;
-use axum::http::{Method, Uri};
+use axum::http::{header, HeaderMap, Method, Uri};
 use chorus_protocol::sign;
 
 use crate::app::App;
-use crate::error::ApiError;
+use crate::error::{quoted, ApiError};
 use crate::state::ServerState;
 
 /// How far `auth_timestamp` may be from the server's clock.
@@ -61,9 +63,44 @@ impl FromRequest<Arc<ServerState>> for Signed {
             .map(|u| u.0.clone())
             .unwrap_or_else(|| parts.uri.clone());
         let method = parts.method.clone();
-        let body = Bytes::from_request(Request::from_parts(parts, body), state).await?;
-        let (app, params) = authenticate(state, &app_id, &method, &uri, &body)?;
+        // Everything the signature covers is checked before a byte of the body is read, so an
+        // unsigned request costs no buffer; the body is then bounded in size and in time.
+        let (app, params) = authenticate(state, &app_id, &method, &uri)?;
+        let limit = state.config.max_request_kb.saturating_mul(1024);
+        if content_length(&parts.headers).is_some_and(|len| len > limit as u64) {
+            return Err(ApiError::PayloadTooLarge(
+                "request body is over the server's limit".into(),
+            ));
+        }
+        let wait = Duration::from_secs(state.config.request_timeout);
+        let read = Bytes::from_request(Request::from_parts(parts, body), state);
+        let body = tokio::time::timeout(wait, read)
+            .await
+            .map_err(|_| ApiError::RequestTimeout(state.config.request_timeout))??;
+        check_body_md5(&params, &body)?;
         Ok(Self { app, params, body })
+    }
+}
+
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+/// `body_md5` (signed with the rest of the query) must match a non-empty body.
+fn check_body_md5(params: &HashMap<String, String>, body: &[u8]) -> Result<(), ApiError> {
+    if body.is_empty() {
+        return Ok(());
+    }
+    let unauthorized = |m: &str| Err(ApiError::Unauthorized(m.to_owned()));
+    match params.get("body_md5") {
+        Some(md5) if md5.eq_ignore_ascii_case(&sign::md5_hex(body)) => Ok(()),
+        Some(_) => unauthorized("body_md5 does not match the body"),
+        None => unauthorized("body_md5 is missing"),
     }
 }
 
@@ -72,12 +109,11 @@ fn authenticate(
     app_id: &str,
     method: &Method,
     uri: &Uri,
-    body: &[u8],
 ) -> Result<(Arc<App>, HashMap<String, String>), ApiError> {
     let app = state
         .apps
         .by_id(app_id)
-        .ok_or_else(|| ApiError::AppNotFound(app_id.to_owned()))?;
+        .ok_or_else(|| ApiError::AppNotFound(quoted(app_id)))?;
     let pairs: Vec<(String, String)> = form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
         .into_owned()
         .collect();
@@ -104,13 +140,6 @@ fn authenticate(
     }
     if get("auth_version").is_some_and(|v| v != "1.0") {
         return Err(unauthorized("auth_version must be 1.0"));
-    }
-    if !body.is_empty() {
-        match get("body_md5") {
-            Some(md5) if md5.eq_ignore_ascii_case(&sign::md5_hex(body)) => {}
-            Some(_) => return Err(unauthorized("body_md5 does not match the body")),
-            None => return Err(unauthorized("body_md5 is missing")),
-        }
     }
     let signature =
         get("auth_signature").ok_or_else(|| unauthorized("auth_signature is missing"))?;

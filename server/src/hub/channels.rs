@@ -365,7 +365,11 @@ mod tests {
 
     /// A handle without a socket: what is sent to it stays queued, for `take_queued` to read.
     fn conn(id: &str) -> ConnHandle {
-        ConnHandle::new(id.into(), 16, None)
+        let limit = crate::hub::outbound::QueueLimit {
+            frames: 16,
+            bytes: 1 << 20,
+        };
+        ConnHandle::new(id.into(), limit, None)
     }
 
     #[test]

@@ -111,7 +111,11 @@ mod tests {
 
     #[test]
     fn drops_what_the_replay_had_then_opens() {
-        let conn = ConnHandle::new("1.1".into(), 16, None);
+        let limit = crate::hub::outbound::QueueLimit {
+            frames: 16,
+            bytes: 1 << 20,
+        };
+        let conn = ConnHandle::new("1.1".into(), limit, None);
         let gate = GateCell::pending();
         assert!(gate.send(&conn, &at(1)));
         assert!(conn.take_queued().is_empty());

@@ -8,9 +8,11 @@
 //!   a broadcast costs one `send` per subscriber and no task wake-ups. When a socket cannot take
 //!   everything, the rest is left to the writer task, which waits for the socket to drain.
 //!
-//! Pushing never waits on a socket. When a connection's queue is full it is a slow consumer: it is
-//! marked for closing (4100) and further frames are dropped for it alone, so memory stays bounded
-//! and nobody else is held up. The writer then takes the sink and writes the goodbye
+//! Pushing never waits on a socket. When a connection's queue is full (in frames or in bytes) it is
+//! a slow consumer: it is marked for closing (4100) and further frames are dropped for it alone, so
+//! memory stays bounded and nobody else is held up. The writer also closes a connection whose
+//! socket has taken nothing for `write_timeout` ([`ConnHandle::stalled_for`]), however little is
+//! queued and whatever else (pings) the client sends. The writer then takes the sink and writes the goodbye
 //! (`pusher:error` and close) itself, since the full queue cannot carry it.
 
 use std::cell::RefCell;
@@ -21,6 +23,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use axum::extract::ws::{Message, Utf8Bytes};
 use futures_util::task::{noop_waker_ref, AtomicWaker};
@@ -37,6 +40,14 @@ pub type WsSink = Pin<Box<dyn Sink<Message, Error = axum::Error> + Send>>;
 const WRITE_BATCH: usize = 64;
 /// Queue slots an emptied queue may keep allocated.
 const KEEP_CAPACITY: usize = 16;
+
+/// How much one connection may have queued and not yet written.
+#[derive(Debug, Clone, Copy)]
+pub struct QueueLimit {
+    pub frames: usize,
+    /// The frames' bytes; one frame is always accepted into an empty queue, whatever its size.
+    pub bytes: usize,
+}
 
 /// Why a connection was told to close from outside its own task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,6 +81,10 @@ pub enum WriterExit {
 
 struct Out {
     queue: VecDeque<Utf8Bytes>,
+    /// Bytes of the frames in `queue`.
+    bytes: usize,
+    /// Since when the socket has taken nothing (its buffer full); `None` while it takes frames.
+    stalled_since: Option<Instant>,
     /// Taken by the writer when it says goodbye; `None` also for a handle without a socket.
     sink: Option<WsSink>,
     /// The writer task owns the sink's progress: it holds unflushed bytes (the socket is full)
@@ -91,10 +106,15 @@ impl Out {
         let mut written = 0;
         while !self.queue.is_empty() && written < WRITE_BATCH {
             match sink.as_mut().poll_ready(cx) {
-                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Ok(())) => self.stalled_since = None,
+                Poll::Pending => {
+                    self.stalled_since.get_or_insert_with(Instant::now);
+                    return Poll::Pending;
+                }
                 other => return other,
             }
             if let Some(frame) = self.queue.pop_front() {
+                self.bytes -= frame.len();
                 sink.as_mut().start_send(Message::Text(frame))?;
                 written += 1;
             }
@@ -105,8 +125,17 @@ impl Out {
         }
         match sink.as_mut().poll_flush(cx) {
             Poll::Ready(Ok(())) if !self.queue.is_empty() => {
+                self.stalled_since = None;
                 // A long queue: give other tasks a turn, then go on.
                 cx.waker().wake_by_ref();
+                Poll::Pending
+            }
+            Poll::Ready(Ok(())) => {
+                self.stalled_since = None;
+                Poll::Ready(Ok(()))
+            }
+            Poll::Pending => {
+                self.stalled_since.get_or_insert_with(Instant::now);
                 Poll::Pending
             }
             other => other,
@@ -116,7 +145,7 @@ impl Out {
 
 struct Shared {
     socket_id: Box<str>,
-    capacity: usize,
+    limit: QueueLimit,
     out: Mutex<Out>,
     kill: AtomicU8,
     /// Set once the session is over; the writer then takes `end` and says goodbye.
@@ -142,13 +171,15 @@ impl std::fmt::Debug for ConnHandle {
 
 impl ConnHandle {
     /// A connection writing to `sink` (`None`: frames stay queued, for tests) that holds at most
-    /// `capacity` frames not yet written.
-    pub fn new(socket_id: String, capacity: usize, sink: Option<WsSink>) -> Self {
+    /// `limit` not yet written.
+    pub fn new(socket_id: String, limit: QueueLimit, sink: Option<WsSink>) -> Self {
         Self(Arc::new(Shared {
             socket_id: socket_id.into_boxed_str(),
-            capacity,
+            limit,
             out: Mutex::new(Out {
                 queue: VecDeque::new(),
+                bytes: 0,
+                stalled_since: None,
                 sink,
                 busy: false,
                 corked: false,
@@ -173,11 +204,14 @@ impl ConnHandle {
         if out.closed || self.kill_reason().is_some() {
             return false;
         }
-        if out.queue.len() >= self.0.capacity {
+        let limit = self.0.limit;
+        let over_bytes = !out.queue.is_empty() && out.bytes + frame.len() > limit.bytes;
+        if out.queue.len() >= limit.frames || over_bytes {
             drop(out);
             self.kill(KillReason::SlowConsumer);
             return false;
         }
+        out.bytes += frame.len();
         out.queue.push_back(frame.clone());
         if out.busy || out.corked {
             return true;
@@ -240,6 +274,7 @@ impl ConnHandle {
     pub fn take_sink(&self, keep: bool) -> (Option<WsSink>, Vec<Utf8Bytes>) {
         let mut out = self.0.out.lock();
         out.closed = true;
+        out.bytes = 0;
         let rest = std::mem::take(&mut out.queue);
         (out.sink.take(), if keep { rest.into() } else { Vec::new() })
     }
@@ -294,6 +329,14 @@ impl ConnHandle {
         }
     }
 
+    /// How long the socket has taken nothing while frames wait for it.
+    pub fn stalled_for(&self) -> Option<Duration> {
+        let out = self.0.out.lock();
+        out.stalled_since
+            .filter(|_| !out.queue.is_empty() || out.busy)
+            .map(|since| since.elapsed())
+    }
+
     pub fn same(&self, other: &ConnHandle) -> bool {
         Arc::ptr_eq(&self.0, &other.0)
     }
@@ -302,6 +345,7 @@ impl ConnHandle {
     #[cfg(test)]
     pub fn take_queued(&self) -> Vec<String> {
         let mut out = self.0.out.lock();
+        out.bytes = 0;
         out.queue.drain(..).map(|f| f.as_str().to_owned()).collect()
     }
 }
@@ -430,9 +474,17 @@ mod tests {
         sink.state.lock().room = room;
         let state = Arc::clone(&sink.state);
         (
-            ConnHandle::new("1.1".into(), capacity, Some(Box::pin(sink))),
+            ConnHandle::new("1.1".into(), frames(capacity), Some(Box::pin(sink))),
             state,
         )
+    }
+
+    /// A limit in frames only.
+    fn frames(frames: usize) -> QueueLimit {
+        QueueLimit {
+            frames,
+            bytes: usize::MAX / 2,
+        }
     }
 
     fn frame(s: &'static str) -> Utf8Bytes {
@@ -441,7 +493,7 @@ mod tests {
 
     #[tokio::test]
     async fn full_queue_marks_slow_consumer() {
-        let h = ConnHandle::new("1.1".into(), 2, None);
+        let h = ConnHandle::new("1.1".into(), frames(2), None);
         assert!(h.send(&frame("x")));
         assert!(h.send(&frame("y")));
         assert!(!h.send(&frame("z")));
@@ -455,7 +507,7 @@ mod tests {
 
     #[tokio::test]
     async fn every_waiter_sees_the_kill() {
-        let h = ConnHandle::new("1.1".into(), 1, None);
+        let h = ConnHandle::new("1.1".into(), frames(1), None);
         let (a, b) = (h.clone(), h.clone());
         let reader = tokio::spawn(async move { a.killed().await });
         let writer = tokio::spawn(async move { poll_fn(|cx| b.poll_writer(cx)).await });
@@ -543,6 +595,40 @@ mod tests {
         while h.0.out.lock().drain(&mut cx).is_pending() {}
         assert_eq!(s.lock().written.len(), 200);
         assert!(h.0.out.lock().queue.capacity() <= KEEP_CAPACITY);
+    }
+
+    #[tokio::test]
+    async fn a_queue_is_bounded_in_bytes_too() {
+        let limit = QueueLimit {
+            frames: 100,
+            bytes: 10,
+        };
+        let h = ConnHandle::new("1.1".into(), limit, None);
+        // One frame is always taken, even over the limit; then the bytes count.
+        assert!(h.send(&frame("0123456789ab")));
+        assert!(!h.send(&frame("x")));
+        assert_eq!(h.killed().await, KillReason::SlowConsumer);
+        let h = ConnHandle::new("1.1".into(), limit, None);
+        assert!(h.send(&frame("01234")));
+        assert!(h.send(&frame("56789")));
+        assert!(!h.send(&frame("!")));
+    }
+
+    #[tokio::test]
+    async fn a_full_socket_is_reported_stalled_until_it_takes_frames() {
+        let (h, s) = with_sink(1, 10);
+        {
+            let _cork = Cork::new();
+            h.send(&frame("1"));
+            h.send(&frame("2"));
+        }
+        assert_eq!(s.lock().written, ["1"]);
+        assert!(h.stalled_for().is_some());
+        s.lock().room = 10;
+        let mut cx = Context::from_waker(noop_waker_ref());
+        let _ = h.0.out.lock().drain(&mut cx);
+        assert_eq!(s.lock().written, ["1", "2"]);
+        assert!(h.stalled_for().is_none());
     }
 
     #[test]

@@ -6,7 +6,7 @@ use chorus_protocol::frame::{Frame, SigninData, SubscribeData, UnsubscribeData};
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 
-use crate::error::ConnectionError;
+use crate::error::{quoted, ConnectionError};
 
 /// What a client asked for.
 #[derive(Debug)]
@@ -27,7 +27,7 @@ pub enum ClientMessage<'a> {
 impl<'a> ClientMessage<'a> {
     pub fn parse(text: &'a str) -> Result<Self, ConnectionError> {
         let frame = serde_json::from_str::<Frame<&RawValue>>(text)
-            .map_err(|e| ConnectionError::InvalidJson(e.to_string()))?;
+            .map_err(|e| ConnectionError::InvalidJson(quoted(&e.to_string())))?;
         let data = frame.data;
         Ok(match frame.event.as_str() {
             events::PING => Self::Ping,
@@ -40,11 +40,7 @@ impl<'a> ClientMessage<'a> {
                 channel: frame.channel,
                 data,
             },
-            other => {
-                return Err(ConnectionError::UnknownEvent(
-                    other.chars().take(64).collect(),
-                ))
-            }
+            other => return Err(ConnectionError::UnknownEvent(quoted(other))),
         })
     }
 
@@ -98,7 +94,10 @@ mod tests {
             ConnectionError::InvalidData(events::SIGNIN)
         );
         let long = format!(r#"{{"event":"{}"}}"#, "x".repeat(100));
-        assert_eq!(err(&long), ConnectionError::UnknownEvent("x".repeat(64)));
+        assert_eq!(
+            err(&long),
+            ConnectionError::UnknownEvent(format!("{}…", "x".repeat(64)))
+        );
     }
 
     #[test]

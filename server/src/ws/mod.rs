@@ -20,6 +20,7 @@ mod writer;
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
@@ -32,8 +33,8 @@ use axum::Router;
 use futures_util::StreamExt;
 
 use crate::app::{App, ConnectionPermit};
-use crate::error::{ApiError, ConnectionError};
-use crate::hub::outbound::ConnHandle;
+use crate::error::{quoted, ApiError, ConnectionError};
+use crate::hub::outbound::{ConnHandle, QueueLimit};
 use crate::state::ServerState;
 use session::Session;
 use writer::{write_loop, CLOSE_GRACE};
@@ -113,12 +114,13 @@ fn upgrade(ws: WebSocketUpgrade, state: Arc<ServerState>, request: ConnectReques
 /// Serves one WebSocket until it closes.
 async fn serve(socket: WebSocket, state: Arc<ServerState>, request: ConnectRequest) {
     let (sink, stream) = socket.split();
-    let conn = ConnHandle::new(
-        new_socket_id(),
-        state.config.outbound_queue,
-        Some(Box::pin(sink)),
-    );
-    let mut writer = tokio::spawn(write_loop(conn.clone()));
+    let limit = QueueLimit {
+        frames: state.config.outbound_queue,
+        bytes: state.config.outbound_queue_kb.saturating_mul(1024),
+    };
+    let conn = ConnHandle::new(new_socket_id(), limit, Some(Box::pin(sink)));
+    let write_timeout = Duration::from_secs(state.config.write_timeout);
+    let mut writer = tokio::spawn(write_loop(conn.clone(), write_timeout));
 
     // The permits are held until the writer is done, so graceful shutdown waits for the goodbyes.
     let (end, _permits) = match admit(&state, &request) {
@@ -155,19 +157,19 @@ fn admit(
         return Err(ConnectionError::ShuttingDown);
     }
     if let Some(path) = &req.wrong_path {
-        return Err(ConnectionError::PathNotFound(path.clone()));
+        return Err(ConnectionError::PathNotFound(quoted(path)));
     }
     let app = state
         .apps
         .by_key(&req.key)
-        .ok_or_else(|| ConnectionError::AppNotFound(req.key.clone()))?;
+        .ok_or_else(|| ConnectionError::AppNotFound(quoted(&req.key)))?;
     let protocol = req
         .protocol
         .as_deref()
         .ok_or(ConnectionError::NoProtocolVersion)?;
     let version: u32 = protocol
         .parse()
-        .map_err(|_| ConnectionError::InvalidVersionString(protocol.to_owned()))?;
+        .map_err(|_| ConnectionError::InvalidVersionString(quoted(protocol)))?;
     if !(u32::from(chorus_protocol::MIN_PROTOCOL_VERSION)
         ..=u32::from(chorus_protocol::PROTOCOL_VERSION))
         .contains(&version)

@@ -18,7 +18,7 @@ use super::auth;
 use super::message::ClientMessage;
 use super::rate_limit::RateLimiter;
 use crate::app::App;
-use crate::error::ConnectionError;
+use crate::error::{quoted, ConnectionError};
 use crate::hub::outbound::{ConnHandle, Cork};
 use crate::state::ServerState;
 use crate::wire;
@@ -220,11 +220,20 @@ impl Session {
 
     fn signin(&mut self, data: &SigninData) -> Result<(), ConnectionError> {
         let user_id = auth::verify_signin(&self.app.config, self.conn.socket_id(), data)?;
-        if let Some(old) = self.user_id.take() {
-            self.app.users.remove(&old, &self.conn);
+        match &self.user_id {
+            // A connection is one user: another id would keep the first one's user channel and
+            // escape the first one's termination.
+            Some(current) if *current != user_id => {
+                return Err(ConnectionError::SigninFailed(
+                    "this connection is already signed in as another user",
+                ))
+            }
+            Some(_) => {}
+            None => {
+                self.app.users.add(&user_id, &self.conn);
+                self.user_id = Some(user_id);
+            }
         }
-        self.app.users.add(&user_id, &self.conn);
-        self.user_id = Some(user_id);
         self.conn.send(&wire::signin_success(&data.user_data));
         Ok(())
     }
@@ -244,7 +253,7 @@ impl Session {
             return Err(ConnectionError::ClientEventWrongChannel);
         }
         let Some(subscription) = self.subscriptions.get(&channel) else {
-            return Err(ConnectionError::ClientEventNotSubscribed(channel));
+            return Err(ConnectionError::ClientEventNotSubscribed(quoted(&channel)));
         };
         // The limit is on the event's data, as on the HTTP API, not on the whole frame.
         if data.map_or(0, wire::data_len) > self.app.max_payload_bytes() {

@@ -2,13 +2,14 @@
 //! (the socket was full), and at the end says goodbye on the sink directly, never through the
 //! bounded queue: the last queued frames, then `pusher:error` and the close frame.
 
+use std::task::Poll;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message};
 use futures_util::SinkExt;
 
 use crate::error::ConnectionError;
-use crate::hub::outbound::{ConnHandle, WriterExit};
+use crate::hub::outbound::{ConnHandle, KillReason, WriterExit};
 use crate::wire;
 
 /// How long the writer may take to flush the final frames before the socket is dropped.
@@ -17,8 +18,9 @@ pub const CLOSE_GRACE: Duration = Duration::from_secs(2);
 const MAX_CLOSE_REASON: usize = 123;
 
 /// Writes what is queued until the connection is killed or the session ends, then says goodbye.
-pub async fn write_loop(conn: ConnHandle) {
-    let (err, keep) = match std::future::poll_fn(|cx| conn.poll_writer(cx)).await {
+/// A socket that takes nothing for `write_timeout` gets the connection closed as a slow consumer.
+pub async fn write_loop(conn: ConnHandle, write_timeout: Duration) {
+    let (err, keep) = match writer_exit(&conn, write_timeout).await {
         // Killed from outside (slow consumer, terminated): what is still queued is dropped and
         // the error goes out at once. A slow consumer's queue is full, so it could not carry it.
         WriterExit::Killed(reason) => (Some(reason.error()), false),
@@ -58,6 +60,36 @@ pub async fn write_loop(conn: ConnHandle) {
     // Boxed: this runs once, at the end, and inline it would make every idle connection's task
     // as large as the goodbye (timer included) for its whole life.
     let _ = Box::pin(tokio::time::timeout(CLOSE_GRACE, farewell)).await;
+}
+
+/// Runs the writer until it has to stop. A timer is armed only while the socket is full, so an
+/// idle connection pays for none.
+async fn writer_exit(conn: &ConnHandle, write_timeout: Duration) -> WriterExit {
+    loop {
+        let stalled = std::future::poll_fn(|cx| match conn.poll_writer(cx) {
+            Poll::Ready(exit) => Poll::Ready(Some(exit)),
+            Poll::Pending if conn.stalled_for().is_some() => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        });
+        if let Some(exit) = stalled.await {
+            return exit;
+        }
+        let waited = conn.stalled_for().unwrap_or_default();
+        let rest = write_timeout.saturating_sub(waited);
+        let writing = std::future::poll_fn(|cx| conn.poll_writer(cx));
+        match tokio::time::timeout(rest, writing).await {
+            Ok(exit) => return exit,
+            Err(_) if conn.stalled_for().is_some_and(|d| d >= write_timeout) => {
+                tracing::debug!(
+                    socket_id = conn.socket_id(),
+                    "socket took nothing for write_timeout"
+                );
+                conn.kill(KillReason::SlowConsumer);
+            }
+            // It took frames meanwhile and is waiting again: a new stall, a new wait.
+            Err(_) => {}
+        }
+    }
 }
 
 /// Fatal errors close with their Pusher code; a too-large message closes with WebSocket's 1009.

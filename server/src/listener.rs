@@ -1,0 +1,114 @@
+//! The accept loop. Until a connection has sent a complete request head (the WebSocket upgrade,
+//! or an HTTP API request) it holds one of `max_pending_connections` permits and has
+//! `handshake_timeout` to send it; a keep-alive HTTP connection gets the same time between
+//! requests. So silent, half-sent or dribbled connections cost a bounded number of descriptors
+//! for a bounded time, and cannot lock out the port. After an upgrade the WebSocket session's own
+//! timers take over (its permit is released: the hyper connection has handed the socket over).
+
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch, Semaphore};
+
+/// Bounds on connections that are not yet WebSockets.
+pub struct Limits {
+    pub handshake_timeout: Duration,
+    pub max_pending: usize,
+}
+
+/// Serves `router` until `shutdown` becomes true, then stops accepting, asks every HTTP
+/// connection to finish its request and close, and returns once they have (upgraded WebSockets
+/// are not waited for here: they close themselves on the same signal).
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    limits: Limits,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let permits = Arc::new(Semaphore::new(limits.max_pending.max(1)));
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.handshake_timeout)
+        .keep_alive(true);
+    // Every connection task holds a sender; `recv` sees the channel close once all are done.
+    let (done, mut all_done) = mpsc::channel::<()>(1);
+    // Accept errors are logged once until an accept works again (out of descriptors repeats).
+    let mut failing = false;
+    loop {
+        let permit = tokio::select! {
+            p = Arc::clone(&permits).acquire_owned() => p,
+            _ = stopping(&mut shutdown) => break,
+        };
+        let Ok(permit) = permit else { break };
+        let tcp = tokio::select! {
+            r = listener.accept() => r,
+            _ = stopping(&mut shutdown) => break,
+        };
+        let tcp = match tcp {
+            Ok((tcp, _)) => {
+                failing = false;
+                tcp
+            }
+            Err(e) if is_per_connection(&e) => continue,
+            Err(e) => {
+                if !std::mem::replace(&mut failing, true) {
+                    tracing::error!(error = %e, "accept failed (retrying every 100 ms)");
+                }
+                // Out of descriptors: the pending connection stays in the backlog; do not spin.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        // No Nagle: a small frame or API reply must not wait for the peer's delayed ACK (up to
+        // 40 ms on Linux); writers already batch queued frames into one flush.
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+        let service = TowerToHyperService::new(router.clone());
+        let conn = http
+            .serve_connection(TokioIo::new(tcp), service)
+            .with_upgrades();
+        let mut shutdown = shutdown.clone();
+        let done = done.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let _done = done;
+            tokio::pin!(conn);
+            tokio::select! {
+                r = conn.as_mut() => {
+                    if let Err(e) = r {
+                        tracing::debug!(error = %e, "http connection ended");
+                    }
+                }
+                _ = stopping(&mut shutdown) => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+        });
+    }
+    drop(done);
+    let _ = all_done.recv().await;
+}
+
+/// Resolves once shutdown has begun (at once if it already has).
+async fn stopping(shutdown: &mut watch::Receiver<bool>) {
+    // The guard `wait_for` returns is not `Send`: dropped here, not held across the caller's awaits.
+    let _ = shutdown.wait_for(|s| *s).await;
+}
+
+/// An accept error that concerns one connection only (the peer left before it was accepted).
+fn is_per_connection(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+    )
+}

@@ -68,8 +68,8 @@ impl App {
         Self {
             history: History::new(HistoryPolicy::of(&config)),
             connections: ConnectionLimit::new(config.max_connections),
+            channels: Channels::new(config.max_presence_members),
             config,
-            channels: Channels::default(),
             users: Users::default(),
             metrics: AppMetrics::default(),
         }

@@ -171,6 +171,14 @@ pub struct AppConfig {
     pub history_ttl: u64,
     /// Channel name prefixes that keep history (`*` = all).
     pub history_channels: Vec<String>,
+    /// Channels one connection may be subscribed to at once (0 = unlimited).
+    pub max_subscriptions_per_connection: usize,
+    /// Channels with subscribers on this node, per app (0 = unlimited).
+    pub max_channels: usize,
+    /// Members (users) of one presence channel, cluster-wide (0 = unlimited).
+    pub max_presence_members: usize,
+    /// Largest `user_info` of a presence member, in KiB.
+    pub max_presence_user_info_kb: usize,
 }
 
 impl Default for AppConfig {
@@ -188,6 +196,11 @@ impl Default for AppConfig {
             history_size: 100,
             history_ttl: 300,
             history_channels: vec!["*".into()],
+            max_subscriptions_per_connection: 200,
+            max_channels: 100_000,
+            // Pusher's limit.
+            max_presence_members: 100,
+            max_presence_user_info_kb: 2,
         }
     }
 }

@@ -139,6 +139,14 @@ pub enum SubscriptionError {
     InvalidChannelData(&'static str),
     #[error("Connection is not signed in as this channel's user")]
     NotSignedInAsUser,
+    #[error("Connection is at its limit of {0} subscriptions")]
+    TooManySubscriptions(usize),
+    #[error("App is at its limit of {0} channels")]
+    TooManyChannels(usize),
+    #[error("Presence channel is full ({0} members)")]
+    PresenceFull(usize),
+    #[error("user_info is larger than the {0} bytes allowed")]
+    UserInfoTooLarge(usize),
 }
 
 impl SubscriptionError {
@@ -148,6 +156,22 @@ impl SubscriptionError {
             Self::MissingAuth | Self::InvalidSignature => 401,
             Self::InvalidChannelData(_) => 400,
             Self::NotSignedInAsUser => 403,
+            Self::UserInfoTooLarge(_) => 413,
+            Self::TooManySubscriptions(_) | Self::TooManyChannels(_) | Self::PresenceFull(_) => 429,
+        }
+    }
+
+    /// The error's `type`: `AuthError` for refused authorization, `LimitReached` for a limit.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::MissingAuth
+            | Self::InvalidSignature
+            | Self::InvalidChannelData(_)
+            | Self::NotSignedInAsUser => "AuthError",
+            Self::TooManySubscriptions(_)
+            | Self::TooManyChannels(_)
+            | Self::PresenceFull(_)
+            | Self::UserInfoTooLarge(_) => "LimitReached",
         }
     }
 }

@@ -81,7 +81,7 @@ pub fn subscription_error(channel: &str, err: &SubscriptionError) -> Utf8Bytes {
         events::SUBSCRIPTION_ERROR,
         Some(channel),
         SubscriptionErrorData {
-            kind: "AuthError".into(),
+            kind: err.kind().into(),
             error: err.to_string(),
             status: err.status(),
         },

@@ -289,3 +289,115 @@ async fn a_socket_that_takes_nothing_is_closed_after_write_timeout_even_while_it
     );
     pinger.abort();
 }
+
+/// Sends a presence subscribe and returns the answer (succeeded or subscription_error).
+async fn join(
+    c: &mut Client,
+    channel: &str,
+    user_id: &str,
+    info: serde_json::Value,
+) -> serde_json::Value {
+    let channel_data = serde_json::json!({"user_id": user_id, "user_info": info}).to_string();
+    let auth = chorus_protocol::sign::sign_channel(
+        KEY,
+        SECRET,
+        &c.socket_id,
+        channel,
+        Some(&channel_data),
+    );
+    c.send(serde_json::json!({"event": "pusher:subscribe", "data": {"channel": channel, "auth": auth, "channel_data": channel_data}}))
+        .await;
+    loop {
+        let ev = c.next_event().await;
+        if ev["event"] != "pusher:ping" && ev["event"] != "pusher_internal:member_added" {
+            return ev;
+        }
+    }
+}
+
+fn limit_reached(ev: &serde_json::Value, status: u16) {
+    assert_eq!(ev["event"], "pusher:subscription_error", "{ev}");
+    assert_eq!(ev["data"]["type"], "LimitReached", "{ev}");
+    assert_eq!(ev["data"]["status"], status, "{ev}");
+}
+
+#[tokio::test]
+async fn subscriptions_per_connection_and_channels_per_app_are_capped() {
+    let server = TestServer::start_with(|c| {
+        c.apps[0].max_subscriptions_per_connection = 3;
+        c.apps[0].max_channels = 4;
+    })
+    .await;
+    let mut a = server.connect().await;
+    for ch in ["a1", "a2", "a3"] {
+        a.subscribe(ch).await;
+    }
+    a.send(serde_json::json!({"event": "pusher:subscribe", "data": {"channel": "a4"}}))
+        .await;
+    limit_reached(&a.expect_event("pusher:subscription_error").await, 429);
+    // A repeat is answered as before; leaving one makes room.
+    a.subscribe("a3").await;
+    a.send(serde_json::json!({"event": "pusher:unsubscribe", "data": {"channel": "a1"}}))
+        .await;
+    a.subscribe("a4").await;
+
+    // The app holds a2, a3, a4; one more channel, then only existing ones.
+    let mut b = server.connect().await;
+    b.subscribe("b1").await;
+    b.send(serde_json::json!({"event": "pusher:subscribe", "data": {"channel": "b2"}}))
+        .await;
+    let refused = b.expect_event("pusher:subscription_error").await;
+    limit_reached(&refused, 429);
+    assert!(refused["data"]["error"]
+        .as_str()
+        .unwrap()
+        .contains("4 channels"));
+    b.subscribe("a2").await;
+}
+
+#[tokio::test]
+async fn presence_members_and_their_info_are_capped_and_a_repeat_resends_nothing() {
+    let server = TestServer::start_with(|c| c.apps[0].max_presence_members = 2).await;
+    let room = "presence-room";
+    let mut u1 = server.connect().await;
+    let mut u2 = server.connect().await;
+    let mut u3 = server.connect().await;
+    let mut u1_again = server.connect().await;
+    assert_eq!(
+        join(&mut u1, room, "1", serde_json::json!({})).await["event"],
+        "pusher_internal:subscription_succeeded"
+    );
+    assert_eq!(
+        join(&mut u2, room, "2", serde_json::json!({})).await["event"],
+        "pusher_internal:subscription_succeeded"
+    );
+    limit_reached(&join(&mut u3, room, "3", serde_json::json!({})).await, 429);
+    // Another connection of a member is no new member.
+    assert_eq!(
+        join(&mut u1_again, room, "1", serde_json::json!({})).await["event"],
+        "pusher_internal:subscription_succeeded"
+    );
+    let (_, users) = server
+        .api()
+        .get(&format!("/channels/{room}/users"), &[])
+        .await;
+    assert_eq!(sorted_ids(&users), ["1", "2"]);
+    // u3 was not subscribed: it gets nothing of the channel.
+    server.api().trigger(room, "e", "x").await;
+    u1.expect_event("e").await;
+    u3.expect_silence(Duration::from_millis(300)).await;
+
+    // A repeated subscribe does not rebuild and resend the member list.
+    let channel_data = serde_json::json!({"user_id": "1", "user_info": {}}).to_string();
+    let auth =
+        chorus_protocol::sign::sign_channel(KEY, SECRET, &u1.socket_id, room, Some(&channel_data));
+    for _ in 0..3 {
+        u1.send(serde_json::json!({"event": "pusher:subscribe", "data": {"channel": room, "auth": auth, "channel_data": channel_data}}))
+            .await;
+    }
+    u1.expect_silence(Duration::from_millis(300)).await;
+
+    // user_info over max_presence_user_info_kb (2 KiB).
+    let big = serde_json::json!({"bio": "x".repeat(3000)});
+    limit_reached(&join(&mut u3, "presence-other", "3", big).await, 413);
+}

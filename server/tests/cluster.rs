@@ -411,3 +411,44 @@ async fn nodes_with_different_prefixes_on_one_redis_are_separate_servers() {
         "{list}"
     );
 }
+
+#[tokio::test]
+async fn the_presence_member_limit_holds_across_nodes() {
+    let redis = Redis::start();
+    let limit = "max_presence_members = 2";
+    let a = Node::start_configured(&redis.url(), NODE_TIMEOUT, "test", limit);
+    let b = Node::start_configured(&redis.url(), NODE_TIMEOUT, "test", limit);
+    let room = "presence-full";
+    let mut u1 = a.connect().await;
+    let mut u2 = b.connect().await;
+    u1.subscribe_presence(room, "1", json!({})).await;
+    u2.subscribe_presence(room, "2", json!({})).await;
+    u1.expect_event("pusher_internal:member_added").await;
+    // u1's join may still reach u2 through the bus after u2's member list had it.
+    while u2.next_within(Duration::from_millis(300)).await.is_some() {}
+    // Node A alone has one member: the cluster's count refuses the third user, and nobody hears
+    // of it.
+    let mut u3 = a.connect().await;
+    let channel_data = json!({"user_id": "3", "user_info": {}}).to_string();
+    let auth =
+        chorus_protocol::sign::sign_channel(KEY, SECRET, &u3.socket_id, room, Some(&channel_data));
+    u3.send(json!({"event":"pusher:subscribe","data":{"channel":room,"auth":auth,"channel_data":channel_data}}))
+        .await;
+    let refused = u3.expect_event("pusher:subscription_error").await;
+    assert_eq!(refused["data"]["type"], "LimitReached");
+    u1.expect_silence(Duration::from_millis(300)).await;
+    u2.expect_silence(Duration::from_millis(300)).await;
+    let (_, users) = b.api().get(&format!("/channels/{room}/users"), &[]).await;
+    assert_eq!(sorted_ids(&users), ["1", "2"]);
+    let (_, info) = b
+        .api()
+        .get(
+            &format!("/channels/{room}"),
+            &[("info", "subscription_count,user_count")],
+        )
+        .await;
+    assert_eq!(info["subscription_count"], 2);
+    // A member's second connection is no new member.
+    let mut u1_again = b.connect().await;
+    u1_again.subscribe_presence(room, "1", json!({})).await;
+}

@@ -8,7 +8,7 @@ use chorus_protocol::ChannelKind;
 use futures_util::future::BoxFuture;
 
 use crate::app::{App, HistoryPage, Publish};
-use crate::error::AdapterError;
+use crate::error::{AdapterError, SubscriptionError};
 use crate::hub::channels::ChannelInfo;
 use crate::hub::outbound::ConnHandle;
 use crate::hub::presence::PresenceMember;
@@ -46,7 +46,8 @@ pub trait Adapter: Send + Sync + 'static {
 
     /// Subscribes `conn` (already authorized) and sends it `subscription_succeeded`; on presence
     /// channels `member` is who joins, announced once per user cluster-wide. With `recover`, the
-    /// events after that position are replayed right after `subscription_succeeded`.
+    /// events after that position are replayed right after `subscription_succeeded`. A presence
+    /// channel at `max_presence_members` refuses a new user (nothing is sent or kept).
     fn subscribe(
         &self,
         app: &Arc<App>,
@@ -55,7 +56,7 @@ pub trait Adapter: Send + Sync + 'static {
         conn: &ConnHandle,
         member: Option<PresenceMember>,
         recover: Option<RecoverFrom>,
-    ) -> BoxFuture<'static, ()>;
+    ) -> BoxFuture<'static, Result<(), SubscriptionError>>;
 
     /// Unsubscribes `socket_id`; a presence user's last connection in the cluster leaving is announced.
     fn unsubscribe(&self, app: &Arc<App>, channel: &str, socket_id: &str)

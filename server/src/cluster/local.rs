@@ -10,8 +10,8 @@ use chorus_protocol::frame::RecoverFrom;
 
 use super::adapter::Adapter;
 use crate::app::{App, HistoryPage, Publish};
-use crate::error::AdapterError;
-use crate::hub::channels::ChannelInfo;
+use crate::error::{AdapterError, SubscriptionError};
+use crate::hub::channels::{ChannelInfo, Subscribed};
 use crate::hub::outbound::ConnHandle;
 use crate::hub::presence::PresenceMember;
 
@@ -54,9 +54,15 @@ impl Adapter for LocalAdapter {
         conn: &ConnHandle,
         member: Option<PresenceMember>,
         recover: Option<RecoverFrom>,
-    ) -> BoxFuture<'static, ()> {
-        app.subscribe_local(channel, kind, conn, member.as_ref(), recover.as_ref());
-        Box::pin(ready(()))
+    ) -> BoxFuture<'static, Result<(), SubscriptionError>> {
+        let outcome = app.subscribe_local(channel, kind, conn, member.as_ref(), recover.as_ref());
+        let result = match outcome {
+            Subscribed::Full => Err(SubscriptionError::PresenceFull(
+                app.config.max_presence_members,
+            )),
+            Subscribed::New { .. } | Subscribed::Already => Ok(()),
+        };
+        Box::pin(ready(result))
     }
 
     fn unsubscribe(

@@ -6,7 +6,9 @@
 //! match the signed `body_md5`.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
@@ -72,11 +74,18 @@ impl FromRequest<Arc<ServerState>> for Signed {
                 "request body is over the server's limit".into(),
             ));
         }
-        let wait = Duration::from_secs(state.config.request_timeout);
         let read = Bytes::from_request(Request::from_parts(parts, body), state);
-        let body = tokio::time::timeout(wait, read)
-            .await
-            .map_err(|_| ApiError::RequestTimeout(state.config.request_timeout))??;
+        let mut read = std::pin::pin!(read);
+        // A small body usually came with the head: only a body still on its way needs a timer.
+        let body = match std::future::poll_fn(|cx| Poll::Ready(read.as_mut().poll(cx))).await {
+            Poll::Ready(body) => body?,
+            Poll::Pending => {
+                let wait = Duration::from_secs(state.config.request_timeout);
+                tokio::time::timeout(wait, read)
+                    .await
+                    .map_err(|_| ApiError::RequestTimeout(state.config.request_timeout))??
+            }
+        };
         check_body_md5(&params, &body)?;
         Ok(Self { app, params, body })
     }

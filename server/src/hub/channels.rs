@@ -81,8 +81,11 @@ pub enum Announce {
 pub enum Subscribed {
     /// `new_local_user`: on a presence channel, the user had no other connection here.
     New { new_local_user: bool },
-    /// The connection was subscribed already; it was sent `subscription_succeeded` again.
+    /// The connection was subscribed already; it was sent `subscription_succeeded` again (not on
+    /// presence channels: the member list is not rebuilt and resent for a repeated request).
     Already,
+    /// A presence channel at its member limit refused a new user; nothing changed.
+    Full,
 }
 
 /// What an unsubscription removed.
@@ -133,9 +136,23 @@ pub struct ChannelInfo {
 #[derive(Default)]
 pub struct Channels {
     map: DashMap<Box<str>, Arc<Channel>>,
+    /// Members a presence channel may have here (0 = unlimited).
+    max_members: usize,
 }
 
 impl Channels {
+    pub fn new(max_members: usize) -> Self {
+        Self {
+            map: DashMap::new(),
+            max_members,
+        }
+    }
+
+    /// Whether `name` has subscribers on this node.
+    pub fn contains(&self, name: &str) -> bool {
+        self.map.contains_key(name)
+    }
+
     /// Subscribes `conn`. With [`Announce::Local`] it is sent `subscription_succeeded` (presence:
     /// this node's members) and, for a user new on a presence channel, the other subscribers get
     /// `member_added`, all under the channel lock so no event can overtake them. With
@@ -162,7 +179,7 @@ impl Channels {
         let mut state = channel.state.write();
         if let Some(existing) = state.subscribers.get(conn.socket_id()) {
             let pending = existing.gate.as_ref().is_some_and(|g| g.is_pending());
-            if !pending {
+            if !pending && member.is_none() {
                 conn.send(&succeeded_frame(
                     name,
                     member.map(|_| &state.members),
@@ -170,6 +187,12 @@ impl Channels {
                 ));
             }
             return Subscribed::Already;
+        }
+        if let Some(m) = member {
+            let full = self.max_members != 0 && state.members.len() >= self.max_members;
+            if full && !state.members.contains(&m.user_id) {
+                return Subscribed::Full;
+            }
         }
         let new_local_user = member.is_some_and(|m| state.members.join(m));
         let deferred = announce == Announce::Deferred;

@@ -99,6 +99,10 @@ impl Members {
         self.map.len()
     }
 
+    pub fn contains(&self, user_id: &str) -> bool {
+        self.map.contains_key(user_id)
+    }
+
     #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.map.is_empty()

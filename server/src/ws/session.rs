@@ -18,8 +18,9 @@ use super::auth;
 use super::message::ClientMessage;
 use super::rate_limit::RateLimiter;
 use crate::app::App;
-use crate::error::{quoted, ConnectionError};
+use crate::error::{quoted, ConnectionError, SubscriptionError};
 use crate::hub::outbound::{ConnHandle, Cork};
+use crate::hub::presence::PresenceMember;
 use crate::state::ServerState;
 use crate::wire;
 
@@ -173,8 +174,7 @@ impl Session {
         let member = match authorized {
             Ok(member) => member,
             Err(e) => {
-                tracing::debug!(socket_id, channel = %data.channel, error = %e, "subscription refused");
-                self.conn.send(&wire::subscription_error(&data.channel, &e));
+                self.refuse(&data.channel, &e);
                 return Ok(());
             }
         };
@@ -188,15 +188,20 @@ impl Session {
                 }
                 (m, _) => m,
             };
-            adapter
+            // A repeat is never refused for a limit it already counts against.
+            let _ = adapter
                 .subscribe(&self.app, &data.channel, kind, &self.conn, member, None)
                 .await;
+            return Ok(());
+        }
+        if let Err(e) = self.within_limits(&data.channel, member.as_ref()) {
+            self.refuse(&data.channel, &e);
             return Ok(());
         }
         let user_id = member.as_ref().map(|m| m.user_id.clone());
         self.subscriptions
             .insert(data.channel.clone(), Subscription { user_id });
-        adapter
+        let subscribed = adapter
             .subscribe(
                 &self.app,
                 &data.channel,
@@ -206,7 +211,41 @@ impl Session {
                 data.recover,
             )
             .await;
+        if let Err(e) = subscribed {
+            self.subscriptions.remove(&data.channel);
+            self.refuse(&data.channel, &e);
+        }
         Ok(())
+    }
+
+    /// The limits a new subscription must be within (the member limit is the adapter's).
+    fn within_limits(
+        &self,
+        channel: &str,
+        member: Option<&PresenceMember>,
+    ) -> Result<(), SubscriptionError> {
+        let cfg = &self.app.config;
+        let max = cfg.max_subscriptions_per_connection;
+        if max != 0 && self.subscriptions.len() >= max {
+            return Err(SubscriptionError::TooManySubscriptions(max));
+        }
+        let max_info = cfg.max_presence_user_info_kb.saturating_mul(1024);
+        let info_len = member
+            .and_then(|m| m.user_info.as_ref())
+            .map_or(0, |i| i.get().len());
+        if info_len > max_info {
+            return Err(SubscriptionError::UserInfoTooLarge(max_info));
+        }
+        let max = cfg.max_channels;
+        if max != 0 && !self.app.channels.contains(channel) && self.app.channels.len() >= max {
+            return Err(SubscriptionError::TooManyChannels(max));
+        }
+        Ok(())
+    }
+
+    fn refuse(&self, channel: &str, e: &SubscriptionError) {
+        tracing::debug!(socket_id = self.conn.socket_id(), channel, error = %e, "subscription refused");
+        self.conn.send(&wire::subscription_error(channel, e));
     }
 
     async fn unsubscribe(&mut self, channel: &str) {

@@ -77,7 +77,8 @@ async fn writer_exit(conn: &ConnHandle, write_timeout: Duration) -> WriterExit {
         let waited = conn.stalled_for().unwrap_or_default();
         let rest = write_timeout.saturating_sub(waited);
         let writing = std::future::poll_fn(|cx| conn.poll_writer(cx));
-        match tokio::time::timeout(rest, writing).await {
+        // Boxed: inline, the timer would make every idle connection's writer task larger.
+        match Box::pin(tokio::time::timeout(rest, writing)).await {
             Ok(exit) => return exit,
             Err(_) if conn.stalled_for().is_some_and(|d| d >= write_timeout) => {
                 tracing::debug!(

@@ -16,7 +16,7 @@ use super::scripts::{Join, ReadHistory, Scripts, OP_TIMEOUT};
 use super::writer::{Op, Writer};
 use crate::app::{App, Apps, HistoryPage, Publish};
 use crate::cluster::adapter::{Adapter, Health};
-use crate::error::AdapterError;
+use crate::error::{AdapterError, SubscriptionError};
 use crate::hub::channels::{Announce, ChannelInfo, Left, Subscribed, SucceededExtras};
 use crate::hub::history::{recovery_outcome, recovery_unavailable};
 use crate::hub::outbound::ConnHandle;
@@ -142,7 +142,7 @@ impl Inner {
         kind: ChannelKind,
         conn: &ConnHandle,
         recover: Option<&RecoverFrom>,
-    ) {
+    ) -> Result<(), SubscriptionError> {
         let recovery = recover.map(|_| recovery_unavailable());
         let extras = SucceededExtras {
             position: None,
@@ -154,6 +154,7 @@ impl Inner {
         if let Subscribed::New { .. } = outcome {
             self.subscription_delta(app, channel, 1);
         }
+        Ok(())
     }
 
     /// Presence or history: the cluster's members and history come from Redis; events wait
@@ -166,7 +167,7 @@ impl Inner {
         conn: &ConnHandle,
         member: Option<&PresenceMember>,
         recover: Option<&RecoverFrom>,
-    ) {
+    ) -> Result<(), SubscriptionError> {
         let outcome = app.channels.subscribe(
             channel,
             kind,
@@ -175,8 +176,10 @@ impl Inner {
             Announce::Deferred,
             SucceededExtras::default(),
         );
-        let Subscribed::New { new_local_user } = outcome else {
-            return;
+        let new_local_user = match outcome {
+            Subscribed::New { new_local_user } => new_local_user,
+            Subscribed::Already => return Ok(()),
+            Subscribed::Full => return Err(full(app)),
         };
         self.subscription_delta(app, channel, 1);
         let (announce, data) = match member {
@@ -188,6 +191,16 @@ impl Inner {
                     set_count: None,
                 };
                 match self.scripts.join(join).await {
+                    Ok(j) if j.is_new && over_limit(app, j.members) => {
+                        // Full cluster-wide: undo, silently (nobody was told of the join).
+                        app.channels.unsubscribe(channel, conn.socket_id(), false);
+                        self.subscription_delta(app, channel, -1);
+                        let _ = self
+                            .scripts
+                            .leave(&app.config.id, channel, &member.user_id)
+                            .await;
+                        return Err(full(app));
+                    }
                     Ok(j) => (j.is_new, j.presence_data),
                     // Degraded: this node's view is the best there is.
                     Err(_) => (new_local_user, app.channels.local_presence_data(channel)),
@@ -229,6 +242,7 @@ impl Inner {
             self.writer
                 .broadcast(app, channel, &frame, Some(conn.socket_id()));
         }
+        Ok(())
     }
 
     async fn unsubscribe(&self, app: &App, channel: &str, left: Left) {
@@ -247,6 +261,16 @@ impl Inner {
             self.writer.broadcast(app, channel, &frame, None);
         }
     }
+}
+
+fn full(app: &App) -> SubscriptionError {
+    SubscriptionError::PresenceFull(app.config.max_presence_members)
+}
+
+/// Whether a presence channel with `members` (the joining user included) is over the app's limit.
+fn over_limit(app: &App, members: usize) -> bool {
+    let max = app.config.max_presence_members;
+    max != 0 && members > max
 }
 
 impl Adapter for RedisAdapter {
@@ -309,14 +333,14 @@ impl Adapter for RedisAdapter {
         conn: &ConnHandle,
         member: Option<PresenceMember>,
         recover: Option<RecoverFrom>,
-    ) -> BoxFuture<'static, ()> {
+    ) -> BoxFuture<'static, Result<(), SubscriptionError>> {
         let inner = Arc::clone(&self.inner);
         let app = Arc::clone(app);
         let channel = channel.to_owned();
         let conn = conn.clone();
         Box::pin(async move {
             if member.is_none() && !app.history.applies_to(&channel) {
-                inner.subscribe_plain(&app, &channel, kind, &conn, recover.as_ref());
+                inner.subscribe_plain(&app, &channel, kind, &conn, recover.as_ref())
             } else {
                 inner
                     .subscribe_deferred(
@@ -327,7 +351,7 @@ impl Adapter for RedisAdapter {
                         member.as_ref(),
                         recover.as_ref(),
                     )
-                    .await;
+                    .await
             }
         })
     }

@@ -60,6 +60,8 @@ pub struct Joined {
     pub is_new: bool,
     /// The cluster's members as `subscription_succeeded` data (not fetched on resync).
     pub presence_data: String,
+    /// How many members that is.
+    pub members: usize,
 }
 
 /// A history read ([`Scripts::read_history`]).
@@ -161,6 +163,7 @@ impl Scripts {
         Ok(Joined {
             is_new: is_new == 1,
             presence_data: presence_data(&flat),
+            members: flat.len() / 2,
         })
     }
 

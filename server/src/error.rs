@@ -60,6 +60,10 @@ pub enum ConnectionError {
     MessageTooLarge(usize),
     #[error("Binary messages are not supported")]
     BinaryMessage,
+    #[error("A text message is not valid UTF-8")]
+    InvalidUtf8,
+    #[error("WebSocket protocol violation: {0}")]
+    ProtocolViolation(String),
     #[error("Client events are not enabled for this app")]
     ClientEventsDisabled,
     #[error("Client events are only allowed on private and presence channels")]
@@ -93,11 +97,26 @@ impl ConnectionError {
             PongNotReceived => ErrorCode::PongNotReceived,
             Inactive(_) => ErrorCode::ClosedAfterInactivity,
             InvalidJson(_) | UnknownEvent(_) | InvalidData(_) | InvalidChannel(_)
-            | MessageTooLarge(_) | BinaryMessage => ErrorCode::InvalidMessage,
+            | MessageTooLarge(_) | BinaryMessage | InvalidUtf8 | ProtocolViolation(_) => {
+                ErrorCode::InvalidMessage
+            }
             ClientEventsDisabled
             | ClientEventWrongChannel
             | ClientEventNotSubscribed(_)
             | ClientEventRateLimited(_) => ErrorCode::ClientEventRejected,
+        }
+    }
+
+    /// The close code when this error ends a connection: the Pusher code of a fatal error, else
+    /// what RFC 6455 says for the WebSocket-level ones.
+    pub fn close_code(&self) -> u16 {
+        match self {
+            _ if self.is_fatal() => self.code().code(),
+            Self::InvalidUtf8 => 1007,
+            Self::ProtocolViolation(_) => 1002,
+            Self::MessageTooLarge(_) => 1009,
+            // Not one that ends a connection; "policy violation" if it ever does.
+            _ => 1008,
         }
     }
 

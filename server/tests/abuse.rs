@@ -401,3 +401,104 @@ async fn presence_members_and_their_info_are_capped_and_a_repeat_resends_nothing
     let big = serde_json::json!({"bio": "x".repeat(3000)});
     limit_reached(&join(&mut u3, "presence-other", "3", big).await, 413);
 }
+
+/// A raw WebSocket on `server` after the handshake and `connection_established`, for frames no
+/// well-behaved client library would send.
+async fn raw_websocket(server: &TestServer) -> TcpStream {
+    let mut tcp = TcpStream::connect(server.addr).await.unwrap();
+    tcp.write_all(
+        b"GET /app/app-key?protocol=7 HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    // The 101 answer and the established frame.
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !String::from_utf8_lossy(&seen).contains("connection_established") {
+        let n = tokio::time::timeout(WAIT, tcp.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0, "closed during the handshake");
+        seen.extend_from_slice(&buf[..n]);
+    }
+    tcp
+}
+
+/// A client frame (masked with a zero key, so the payload goes as is).
+fn client_frame(fin: bool, opcode: u8, payload_len: u64, payload: &[u8]) -> Vec<u8> {
+    let mut f = vec![(u8::from(fin) << 7) | opcode];
+    match payload_len {
+        0..=125 => f.push(0x80 | payload_len as u8),
+        126..=0xffff => {
+            f.push(0x80 | 126);
+            f.extend_from_slice(&(payload_len as u16).to_be_bytes());
+        }
+        _ => {
+            f.push(0x80 | 127);
+            f.extend_from_slice(&payload_len.to_be_bytes());
+        }
+    }
+    f.extend_from_slice(&[0, 0, 0, 0]);
+    f.extend_from_slice(payload);
+    f
+}
+
+/// Reads server frames until a close frame; returns its code (`None`: closed without one).
+async fn close_code_of(tcp: &mut TcpStream) -> Option<u16> {
+    let mut data = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        // Parse what is there: unmasked server frames with short lengths.
+        let mut i = 0;
+        while i + 2 <= data.len() {
+            let opcode = data[i] & 0x0f;
+            let (len, head) = match data[i + 1] & 0x7f {
+                126 if i + 4 <= data.len() => {
+                    (u16::from_be_bytes([data[i + 2], data[i + 3]]) as usize, 4)
+                }
+                126 => break,
+                127 => panic!("unexpectedly long server frame"),
+                n => (n as usize, 2),
+            };
+            if i + head + len > data.len() {
+                break;
+            }
+            if opcode == 8 {
+                let p = &data[i + head..i + head + len];
+                return (p.len() >= 2).then(|| u16::from_be_bytes([p[0], p[1]]));
+            }
+            i += head + len;
+        }
+        match tokio::time::timeout(WAIT, tcp.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return None,
+            Ok(Ok(n)) => data.extend_from_slice(&buf[..n]),
+            Err(_) => panic!("neither a close frame nor the end within {WAIT:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn websocket_protocol_errors_close_with_their_rfc_6455_codes() {
+    let server = TestServer::start().await;
+    // Text that is not UTF-8: 1007.
+    let mut ws = raw_websocket(&server).await;
+    ws.write_all(&client_frame(true, 1, 2, &[0xc3, 0x28]))
+        .await
+        .unwrap();
+    assert_eq!(close_code_of(&mut ws).await, Some(1007));
+    // A continuation with nothing to continue: 1002.
+    let mut ws = raw_websocket(&server).await;
+    ws.write_all(&client_frame(true, 0, 1, b"x")).await.unwrap();
+    assert_eq!(close_code_of(&mut ws).await, Some(1002));
+    // A 16 MB frame announced (over max_message_kb): 1009, without it being sent.
+    let mut ws = raw_websocket(&server).await;
+    ws.write_all(&client_frame(true, 1, 16 << 20, b"{"))
+        .await
+        .unwrap();
+    assert_eq!(close_code_of(&mut ws).await, Some(1009));
+    // The server is fine.
+    let mut c = server.connect().await;
+    c.subscribe("ok").await;
+}

@@ -339,6 +339,10 @@ fn read_error(e: axum::Error, max_kb: usize) -> Option<ConnectionError> {
         Some(tungstenite::Error::Capacity(_)) => {
             Some(ConnectionError::MessageTooLarge(max_kb * 1024))
         }
+        Some(tungstenite::Error::Utf8(_)) => Some(ConnectionError::InvalidUtf8),
+        Some(tungstenite::Error::Protocol(e)) => {
+            Some(ConnectionError::ProtocolViolation(quoted(&e.to_string())))
+        }
         _ => {
             tracing::debug!(error = %inner, "socket read failed");
             None

@@ -45,7 +45,7 @@ pub async fn write_loop(conn: ConnHandle, write_timeout: Duration) {
             Some(err) => {
                 let _ = sink.feed(Message::Text(wire::error(&err))).await;
                 let frame = CloseFrame {
-                    code: close_code(&err),
+                    code: err.close_code(),
                     reason: close_reason(&err).into(),
                 };
                 let _ = sink.send(Message::Close(Some(frame))).await;
@@ -93,15 +93,6 @@ async fn writer_exit(conn: &ConnHandle, write_timeout: Duration) -> WriterExit {
     }
 }
 
-/// Fatal errors close with their Pusher code; a too-large message closes with WebSocket's 1009.
-fn close_code(err: &ConnectionError) -> u16 {
-    if err.is_fatal() {
-        err.code().code()
-    } else {
-        1009
-    }
-}
-
 /// The error's message, cut to the 123 bytes a close frame can carry (it may quote client input).
 fn close_reason(err: &ConnectionError) -> String {
     let mut reason = err.to_string();
@@ -125,7 +116,8 @@ mod tests {
         let reason = close_reason(&err);
         assert!(reason.len() <= MAX_CLOSE_REASON);
         assert!(err.to_string().starts_with(&reason));
-        assert_eq!(close_code(&err), 4001);
-        assert_eq!(close_code(&ConnectionError::MessageTooLarge(10)), 1009);
+        assert_eq!(err.close_code(), 4001);
+        assert_eq!(ConnectionError::MessageTooLarge(10).close_code(), 1009);
+        assert_eq!(ConnectionError::InvalidUtf8.close_code(), 1007);
     }
 }

@@ -9,21 +9,31 @@ local ttl = tonumber(ARGV[5])
 local epoch = stream_epoch(base, ARGV[6], ttl)
 local top = tonumber(redis.call('GET', base .. ':offset') or '0')
 local _, now = alive()
-redis.call('XTRIM', base .. ':stream', 'MINID', now - ttl)
-local entries = redis.call('XRANGE', base .. ':stream', '-', '+')
+local stream = base .. ':stream'
+redis.call('XTRIM', stream, 'MINID', now - ttl)
+-- Offsets are consecutive in the stream (one entry per INCR) and trimming drops the oldest, so
+-- the events after `from` are the newest `top - from` entries: read only those, never the whole
+-- stream (a script blocks Redis for every node while it runs).
 local out = {}
 if ARGV[7] == '' then
   local limit = tonumber(ARGV[9])
-  local first = math.max(1, #entries - limit + 1)
-  for i = first, #entries do table.insert(out, entries[i][2][4]) end
+  if limit > 0 then
+    local newest = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', limit)
+    for i = #newest, 1, -1 do table.insert(out, newest[i][2][4]) end
+  end
   return {epoch, top, 'none', out}
 end
 local from = tonumber(ARGV[8])
 if ARGV[7] ~= epoch or from > top then return {epoch, top, 'epoch_changed', out} end
+local first = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)
 local oldest = top + 1
-if #entries > 0 then oldest = tonumber(entries[1][2][2]) end
+if #first > 0 then oldest = tonumber(first[1][2][2]) end
 if from + 1 < oldest then return {epoch, top, 'expired', out} end
-for _, e in ipairs(entries) do
-  if tonumber(e[2][2]) > from and (ARGV[10] == '' or e[2][6] ~= ARGV[10]) then table.insert(out, e[2][4]) end
+if top > from then
+  local missed = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', top - from)
+  for i = #missed, 1, -1 do
+    local e = missed[i]
+    if ARGV[10] == '' or e[2][6] ~= ARGV[10] then table.insert(out, e[2][4]) end
+  end
 end
 return {epoch, top, 'ok', out}

@@ -106,6 +106,9 @@ pub struct Config {
     pub write_timeout: u64,
     /// Connections the whole server accepts (0 = unlimited); above it new ones are closed with 4100.
     pub max_connections: usize,
+    /// Resident memory in MiB above which new connections are refused (4100) and `/ready` answers
+    /// 503; 0: 90% of the cgroup's memory limit when there is one, else none.
+    pub max_memory_mb: u64,
     /// Log filter (`tracing` env-filter syntax).
     pub log: String,
     /// `local` or `redis`.
@@ -136,6 +139,7 @@ impl Default for Config {
             outbound_queue_kb: 2048,
             write_timeout: 30,
             max_connections: 0,
+            max_memory_mb: 0,
             log: "info".into(),
             adapter: AdapterKind::Local,
             redis_url: "redis://127.0.0.1:6379".into(),

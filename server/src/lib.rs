@@ -4,7 +4,7 @@
 //!
 //! | layer | modules | holds |
 //! |---|---|---|
-//! | leaves | [`config`], [`error`], [`metrics`], [`wire`] | settings, every error and its Pusher code / HTTP status, counters, every frame's shape |
+//! | leaves | [`config`], [`error`], [`metrics`], [`memory`], [`wire`] | settings, every error and its Pusher code / HTTP status, counters, every frame's shape |
 //! | node state | [`hub`] | connections' queues, channels and **the fan-out**, presence, history, signed-in users |
 //! | apps | [`app`] | tenants and their node-local operations |
 //! | cluster | [`cluster`] | the `Adapter` trait: one node, or several on Redis |
@@ -25,6 +25,7 @@ mod error;
 mod http;
 mod hub;
 mod listener;
+mod memory;
 mod metrics;
 mod server;
 mod state;

@@ -16,7 +16,7 @@ use crate::cluster::redis::{RedisAdapter, RedisSettings, RedisSetupError};
 use crate::cluster::Adapter;
 use crate::config::{AdapterKind, Config};
 use crate::state::ServerState;
-use crate::{http, listener, ws};
+use crate::{http, listener, memory, ws};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +75,7 @@ impl Server {
         } = self;
         let app = router(Arc::clone(&state));
         tokio::spawn(sweep_history(Arc::clone(&state)));
+        tokio::spawn(sample_memory(Arc::clone(&state)));
         tokio::spawn(async move {
             signal.await;
             tracing::info!("shutting down: closing connections with 4200");
@@ -110,6 +111,20 @@ async fn sweep_history(state: Arc<ServerState>) {
         }
         for app in state.apps.iter() {
             app.history.sweep();
+        }
+    }
+}
+
+/// Reads the resident size for memory-pressure admission; ends when the server shuts down.
+async fn sample_memory(state: Arc<ServerState>) {
+    if state.memory.limit().is_none() {
+        return;
+    }
+    let mut shutdown = state.shutdown.clone();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(memory::SAMPLE_EVERY) => state.memory.sample(),
+            _ = shutdown.changed() => return,
         }
     }
 }

@@ -8,6 +8,7 @@ use tokio::sync::watch;
 use crate::app::{Apps, ConnectionLimit};
 use crate::cluster::Adapter;
 use crate::config::Config;
+use crate::memory::MemoryGuard;
 use crate::metrics::HttpMetrics;
 
 pub struct ServerState {
@@ -17,6 +18,8 @@ pub struct ServerState {
     pub http_metrics: HttpMetrics,
     /// Open WebSockets on this server (`max_connections`); graceful shutdown waits for none.
     pub connections: ConnectionLimit,
+    /// Resident memory against `max_memory_mb`: over it, new connections are refused.
+    pub memory: MemoryGuard,
     /// Becomes true when the server starts shutting down.
     pub shutdown: watch::Receiver<bool>,
 }
@@ -30,6 +33,7 @@ impl ServerState {
     ) -> Self {
         Self {
             connections: ConnectionLimit::new(config.max_connections),
+            memory: MemoryGuard::new(config.max_memory_mb),
             apps,
             config,
             adapter,

@@ -502,3 +502,39 @@ async fn websocket_protocol_errors_close_with_their_rfc_6455_codes() {
     let mut c = server.connect().await;
     c.subscribe("ok").await;
 }
+
+#[tokio::test]
+async fn over_its_memory_limit_the_server_is_not_ready_and_refuses_new_connections() {
+    let http = reqwest::Client::new();
+    let get = |server: &TestServer, path: &str| {
+        let url = format!("http://{}{path}", server.addr);
+        let http = http.clone();
+        async move {
+            let res = http.get(url).send().await.unwrap();
+            let status = res.status().as_u16();
+            (status, res.text().await.unwrap())
+        }
+    };
+    let roomy = TestServer::start_with(|c| c.max_memory_mb = 1 << 20).await;
+    assert_eq!(get(&roomy, "/ready").await.0, 200);
+
+    // 1 MiB: any process is over it.
+    let tight = TestServer::start_with(|c| c.max_memory_mb = 1).await;
+    let (status, body) = get(&tight, "/ready").await;
+    assert_eq!(status, 503);
+    assert!(body.contains("over_memory"), "{body}");
+    // Still alive, and still serving what it has.
+    assert_eq!(get(&tight, "/up").await.0, 200);
+    let (mut ws, _) = tokio_tungstenite::connect_async(tight.ws_url(KEY, "protocol=7"))
+        .await
+        .unwrap();
+    let (err, code) = error_then_close(&mut ws).await;
+    assert_eq!(err["code"], 4100);
+    assert_eq!(code, Some(4100));
+    let (_, metrics) = get(&tight, "/metrics").await;
+    assert!(
+        metrics.contains("chorus_connections_refused_total{reason=\"memory\"} 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("chorus_process_resident_bytes{} "));
+}

@@ -1,4 +1,5 @@
-//! What operators read: `/up` (health for load balancers) and `/metrics` (Prometheus text).
+//! What operators read: `/up` (is the process alive and serving), `/ready` (should a load
+//! balancer send it new connections) and `/metrics` (Prometheus text).
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,6 +18,7 @@ use crate::state::ServerState;
 pub fn routes() -> Router<Arc<ServerState>> {
     Router::new()
         .route("/up", get(up))
+        .route("/ready", get(ready))
         .route("/metrics", get(metrics))
 }
 
@@ -35,6 +37,23 @@ async fn up(State(state): State<Arc<ServerState>>) -> Response {
     } else {
         Json(serde_json::json!({ "status": "ok" })).into_response()
     }
+}
+
+/// 200 `ready`; 503 `over_memory` while resident memory is over the limit (new connections are
+/// refused meanwhile) and 503 `shutting_down`.
+async fn ready(State(state): State<Arc<ServerState>>) -> Response {
+    let unavailable = |body| (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+    if state.is_shutting_down() {
+        return unavailable(serde_json::json!({ "status": "shutting_down" }));
+    }
+    if state.memory.is_over() {
+        return unavailable(serde_json::json!({
+            "status": "over_memory",
+            "rss_bytes": state.memory.rss(),
+            "limit_bytes": state.memory.limit(),
+        }));
+    }
+    Json(serde_json::json!({ "status": "ready" })).into_response()
 }
 
 async fn metrics(State(state): State<Arc<ServerState>>) -> Response {
@@ -106,6 +125,19 @@ fn render(state: &ServerState) -> String {
             .http_metrics
             .by_status()
             .map(|(s, v)| (format!("status=\"{s}\""), v)),
+    );
+    state.memory.sample();
+    family(
+        "chorus_process_resident_bytes",
+        "gauge",
+        "Resident memory of the process.",
+        &mut std::iter::once((String::new(), state.memory.rss())),
+    );
+    family(
+        "chorus_connections_refused_total",
+        "counter",
+        "WebSocket connections refused at admission, by reason.",
+        &mut std::iter::once(("reason=\"memory\"".to_owned(), state.memory.refusals())),
     );
     out
 }

@@ -179,6 +179,10 @@ fn admit(
     if !app.config.origin_allowed(req.origin.as_deref()) {
         return Err(ConnectionError::OriginNotAllowed);
     }
+    if state.memory.is_over() {
+        state.memory.refused();
+        return Err(ConnectionError::OverCapacity);
+    }
     let server = state
         .connections
         .try_acquire()

@@ -7,14 +7,16 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use axum::extract::ws::Utf8Bytes;
-use chorus_protocol::frame::{RecoverFrom, StreamPosition};
+use chorus_protocol::frame::StreamPosition;
 use chorus_protocol::ChannelKind;
 use serde_json::value::RawValue;
 use tokio::sync::Notify;
 
 use crate::config::AppConfig;
 use crate::hub::channels::{Announce, Channels, Subscribed, SucceededExtras};
-use crate::hub::history::{recovery_outcome, recovery_unavailable, History, HistoryPolicy};
+use crate::hub::history::{
+    recovery_outcome, recovery_unavailable, History, HistoryPolicy, Recover,
+};
 use crate::hub::outbound::ConnHandle;
 use crate::hub::presence::PresenceMember;
 use crate::hub::users::Users;
@@ -116,7 +118,7 @@ impl App {
         kind: ChannelKind,
         conn: &ConnHandle,
         member: Option<&PresenceMember>,
-        recover: Option<&RecoverFrom>,
+        recover: Option<&Recover>,
     ) -> Subscribed {
         if !self.history.applies_to(channel) {
             let recovery = recover.map(|_| recovery_unavailable());
@@ -131,12 +133,13 @@ impl App {
         let stream = self.history.stream(channel);
         let mut stream = stream.lock();
         let top = stream.top();
-        let result = recover.map(|from| {
-            stream.since(
+        let result = recover.map(|r| match r {
+            Recover::From(from) => stream.since(
                 &self.history.policy,
                 &from.position,
                 from.socket_id.as_deref(),
-            )
+            ),
+            Recover::Denied(failure) => Err(*failure),
         });
         let recovery = result.as_ref().map(recovery_outcome);
         let extras = SucceededExtras {

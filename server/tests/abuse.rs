@@ -538,3 +538,51 @@ async fn over_its_memory_limit_the_server_is_not_ready_and_refuses_new_connectio
     );
     assert!(metrics.contains("chorus_process_resident_bytes{} "));
 }
+
+#[tokio::test]
+async fn recovering_again_and_again_is_rate_limited_per_connection() {
+    let server = TestServer::start_with(|c| c.apps[0].max_subscriptions_per_connection = 3).await;
+    let mut c = server.connect().await;
+    let subscribe = |from: Option<serde_json::Value>| {
+        let mut data = serde_json::json!({"channel": "h"});
+        if let Some(p) = from {
+            data["recover"] = p;
+        }
+        serde_json::json!({"event": "pusher:subscribe", "data": data})
+    };
+    c.send(subscribe(None)).await;
+    let start = c
+        .expect_event("pusher_internal:subscription_succeeded")
+        .await["position"]
+        .clone();
+    for i in 0..5 {
+        server.api().trigger("h", "n", &i.to_string()).await;
+    }
+    let unsubscribe = serde_json::json!({"event": "pusher:unsubscribe", "data": {"channel": "h"}});
+    // A burst as large as the channels a connection may hold (a reconnect recovers them all)...
+    for _ in 0..3 {
+        c.send(unsubscribe.clone()).await;
+        c.send(subscribe(Some(start.clone()))).await;
+        let ok = loop {
+            let ev = c.next_event().await;
+            if ev["event"] == "pusher_internal:subscription_succeeded" {
+                break ev;
+            }
+        };
+        assert_eq!(ok["recovery"]["recovered"], true, "{ok}");
+    }
+    // ...then the history is not replayed again on demand.
+    c.send(unsubscribe).await;
+    c.send(subscribe(Some(start))).await;
+    let limited = loop {
+        let ev = c.next_event().await;
+        if ev["event"] == "pusher_internal:subscription_succeeded" {
+            break ev;
+        }
+    };
+    assert_eq!(
+        limited["recovery"],
+        serde_json::json!({"recovered": false, "replayed": 0, "reason": "rate_limited"})
+    );
+    c.expect_silence(Duration::from_millis(300)).await;
+}

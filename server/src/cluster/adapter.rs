@@ -3,13 +3,13 @@
 use std::sync::Arc;
 
 use axum::extract::ws::Utf8Bytes;
-use chorus_protocol::frame::RecoverFrom;
 use chorus_protocol::ChannelKind;
 use futures_util::future::BoxFuture;
 
 use crate::app::{App, HistoryPage, Publish};
 use crate::error::{AdapterError, SubscriptionError};
 use crate::hub::channels::ChannelInfo;
+use crate::hub::history::Recover;
 use crate::hub::outbound::ConnHandle;
 use crate::hub::presence::PresenceMember;
 
@@ -55,7 +55,7 @@ pub trait Adapter: Send + Sync + 'static {
         kind: ChannelKind,
         conn: &ConnHandle,
         member: Option<PresenceMember>,
-        recover: Option<RecoverFrom>,
+        recover: Option<Recover>,
     ) -> BoxFuture<'static, Result<(), SubscriptionError>>;
 
     /// Unsubscribes `socket_id`; a presence user's last connection in the cluster leaving is announced.

@@ -6,12 +6,11 @@ use axum::extract::ws::Utf8Bytes;
 use chorus_protocol::ChannelKind;
 use futures_util::future::{ready, BoxFuture};
 
-use chorus_protocol::frame::RecoverFrom;
-
 use super::adapter::Adapter;
 use crate::app::{App, HistoryPage, Publish};
 use crate::error::{AdapterError, SubscriptionError};
 use crate::hub::channels::{ChannelInfo, Subscribed};
+use crate::hub::history::Recover;
 use crate::hub::outbound::ConnHandle;
 use crate::hub::presence::PresenceMember;
 
@@ -53,7 +52,7 @@ impl Adapter for LocalAdapter {
         kind: ChannelKind,
         conn: &ConnHandle,
         member: Option<PresenceMember>,
-        recover: Option<RecoverFrom>,
+        recover: Option<Recover>,
     ) -> BoxFuture<'static, Result<(), SubscriptionError>> {
         let outcome = app.subscribe_local(channel, kind, conn, member.as_ref(), recover.as_ref());
         let result = match outcome {

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::Utf8Bytes;
-use chorus_protocol::frame::{Recovery, StreamPosition};
+use chorus_protocol::frame::{RecoverFrom, Recovery, StreamPosition};
 use dashmap::DashMap;
 use parking_lot::Mutex;
 
@@ -70,6 +70,26 @@ pub enum RecoveryFailure {
     EpochChanged,
     /// Events after the position are no longer kept.
     Expired,
+    /// The connection asked for more recoveries than its rate allows.
+    RateLimited,
+}
+
+/// A subscription's recovery request, as the session passes it on.
+#[derive(Debug, Clone)]
+pub enum Recover {
+    /// Replay what came after this position.
+    From(RecoverFrom),
+    /// Asked for, but not served (the outcome says why).
+    Denied(RecoveryFailure),
+}
+
+impl Recover {
+    pub fn from(&self) -> Option<&RecoverFrom> {
+        match self {
+            Self::From(from) => Some(from),
+            Self::Denied(_) => None,
+        }
+    }
 }
 
 impl RecoveryFailure {
@@ -78,6 +98,7 @@ impl RecoveryFailure {
         match self {
             Self::EpochChanged => "epoch_changed",
             Self::Expired => "expired",
+            Self::RateLimited => "rate_limited",
         }
     }
 

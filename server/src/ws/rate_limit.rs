@@ -1,19 +1,26 @@
-//! The client-event rate limit of one connection.
+//! Rate limits of one connection: client events, and recoveries of missed events.
 
 use tokio::time::Instant;
 
-/// Token bucket: `rate` per second, bursts up to `rate`; a rate of 0 allows everything.
+/// Token bucket: `rate` per second, bursts up to `burst`; a rate of 0 allows everything.
 pub struct RateLimiter {
     rate: f64,
+    burst: f64,
     tokens: f64,
     last: Instant,
 }
 
 impl RateLimiter {
+    /// Bursts up to one second's worth.
     pub fn new(rate: u32) -> Self {
+        Self::with_burst(rate, rate)
+    }
+
+    pub fn with_burst(rate: u32, burst: u32) -> Self {
         Self {
             rate: f64::from(rate),
-            tokens: f64::from(rate),
+            burst: f64::from(burst),
+            tokens: f64::from(burst),
             last: Instant::now(),
         }
     }
@@ -27,7 +34,7 @@ impl RateLimiter {
             return true;
         }
         self.tokens =
-            (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate).min(self.rate);
+            (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate).min(self.burst);
         self.last = now;
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
@@ -51,6 +58,9 @@ mod tests {
         let later = t0 + std::time::Duration::from_millis(340);
         assert!(l.allow_at(later));
         assert!(!l.allow_at(later));
+        let mut bursty = RateLimiter::with_burst(1, 5);
+        assert!((0..5).all(|_| bursty.allow_at(t0)));
+        assert!(!bursty.allow_at(t0));
         let mut unlimited = RateLimiter::new(0);
         assert!((0..1000).all(|_| unlimited.allow_at(t0)));
     }

@@ -19,10 +19,15 @@ use super::message::ClientMessage;
 use super::rate_limit::RateLimiter;
 use crate::app::App;
 use crate::error::{quoted, ConnectionError, SubscriptionError};
+use crate::hub::history::{Recover, RecoveryFailure};
 use crate::hub::outbound::{ConnHandle, Cork};
 use crate::hub::presence::PresenceMember;
 use crate::state::ServerState;
 use crate::wire;
+
+/// Recovering subscribes one connection may make per second once its burst (one per channel it
+/// may hold) is spent.
+const RECOVERIES_PER_SECOND: u32 = 1;
 
 /// One of the connection's subscriptions.
 struct Subscription {
@@ -38,6 +43,9 @@ pub struct Session {
     /// User id after a successful `pusher:signin`.
     user_id: Option<String>,
     limiter: RateLimiter,
+    /// Subscribes that ask to recover: a reconnect recovers every channel at once, a loop of
+    /// recovering subscribes gets one a second.
+    recoveries: RateLimiter,
     /// When the client last sent anything but a heartbeat (for `inactivity_timeout`).
     last_activity: Instant,
 }
@@ -45,6 +53,11 @@ pub struct Session {
 impl Session {
     pub fn new(state: Arc<ServerState>, app: Arc<App>, conn: ConnHandle) -> Self {
         let limiter = RateLimiter::new(app.config.max_client_events_per_second);
+        let burst = match app.config.max_subscriptions_per_connection {
+            0 => u32::MAX,
+            n => u32::try_from(n).unwrap_or(u32::MAX),
+        };
+        let recoveries = RateLimiter::with_burst(RECOVERIES_PER_SECOND, burst);
         Self {
             state,
             app,
@@ -52,6 +65,7 @@ impl Session {
             subscriptions: HashMap::new(),
             user_id: None,
             limiter,
+            recoveries,
             last_activity: Instant::now(),
         }
     }
@@ -201,15 +215,15 @@ impl Session {
         let user_id = member.as_ref().map(|m| m.user_id.clone());
         self.subscriptions
             .insert(data.channel.clone(), Subscription { user_id });
+        let recover = data.recover.map(|from| {
+            if self.recoveries.allow() {
+                Recover::From(from)
+            } else {
+                Recover::Denied(RecoveryFailure::RateLimited)
+            }
+        });
         let subscribed = adapter
-            .subscribe(
-                &self.app,
-                &data.channel,
-                kind,
-                &self.conn,
-                member,
-                data.recover,
-            )
+            .subscribe(&self.app, &data.channel, kind, &self.conn, member, recover)
             .await;
         if let Err(e) = subscribed {
             self.subscriptions.remove(&data.channel);

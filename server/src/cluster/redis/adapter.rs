@@ -4,7 +4,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::Utf8Bytes;
-use chorus_protocol::frame::RecoverFrom;
 use chorus_protocol::ChannelKind;
 use futures_util::future::BoxFuture;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -18,7 +17,7 @@ use crate::app::{App, Apps, HistoryPage, Publish};
 use crate::cluster::adapter::{Adapter, Health};
 use crate::error::{AdapterError, SubscriptionError};
 use crate::hub::channels::{Announce, ChannelInfo, Left, Subscribed, SucceededExtras};
-use crate::hub::history::{recovery_outcome, recovery_unavailable};
+use crate::hub::history::{recovery_outcome, recovery_unavailable, Recover};
 use crate::hub::outbound::ConnHandle;
 use crate::hub::presence::PresenceMember;
 use crate::wire::{self, OpenFrame};
@@ -141,7 +140,7 @@ impl Inner {
         channel: &str,
         kind: ChannelKind,
         conn: &ConnHandle,
-        recover: Option<&RecoverFrom>,
+        recover: Option<&Recover>,
     ) -> Result<(), SubscriptionError> {
         let recovery = recover.map(|_| recovery_unavailable());
         let extras = SucceededExtras {
@@ -166,7 +165,7 @@ impl Inner {
         kind: ChannelKind,
         conn: &ConnHandle,
         member: Option<&PresenceMember>,
-        recover: Option<&RecoverFrom>,
+        recover: Option<&Recover>,
     ) -> Result<(), SubscriptionError> {
         let outcome = app.channels.subscribe(
             channel,
@@ -213,11 +212,14 @@ impl Inner {
                 app: &app.config.id,
                 channel,
                 policy: &app.history.policy,
-                from: recover,
+                from: recover.and_then(Recover::from),
                 limit: 0,
             };
             match self.scripts.read_history(read).await {
-                Ok(read) => {
+                Ok(mut read) => {
+                    if let Some(Recover::Denied(failure)) = recover {
+                        read.frames = Err(*failure);
+                    }
                     let recovery = recover.map(|_| recovery_outcome(&read.frames));
                     (Some(read.top), recovery, read.frames.unwrap_or_default())
                 }
@@ -332,7 +334,7 @@ impl Adapter for RedisAdapter {
         kind: ChannelKind,
         conn: &ConnHandle,
         member: Option<PresenceMember>,
-        recover: Option<RecoverFrom>,
+        recover: Option<Recover>,
     ) -> BoxFuture<'static, Result<(), SubscriptionError>> {
         let inner = Arc::clone(&self.inner);
         let app = Arc::clone(app);

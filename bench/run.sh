@@ -176,6 +176,8 @@ suite() { # server
   run_case "$s" fanout-100-pin fanout --subscribers 1000 --rate 100 --duration 15
   run_case "$s" chat-2k chat --rooms 1000 --rate 2000 --duration 10
   run_case "$s" presence presence --channels 10 --watchers 10 --churners 20 --rate 100 --duration 10
+  # Silent sockets and clients that never read, with a bystander (server RSS before/peak/after).
+  run_case "$s" abuse abuse
 }
 
 # The kernel's floor: CPU of one small loopback write per subscriber, no server involved.

@@ -1,6 +1,7 @@
 //! `chorus-bench`: load scenarios for any Pusher-compatible server (Chorus, Sockudo, …) over real
 //! sockets and the signed HTTP API. See `bench/run.sh` and BENCHMARKS.md.
 
+mod abuse;
 mod floor;
 mod http;
 mod load;
@@ -90,6 +91,20 @@ struct Publishing {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Silent sockets, then clients that never read a flooded channel: server RSS before, at the
+    /// peak and after each, whether the server closed them, and a bystander's latency meanwhile.
+    Abuse {
+        #[arg(long, default_value_t = 2000)]
+        silent: usize,
+        /// Seconds to hold the silent sockets: more than the server's handshake timeout.
+        #[arg(long, default_value_t = 13.0)]
+        silent_hold: f64,
+        #[arg(long, default_value_t = 30)]
+        stalled: usize,
+        /// Megabytes published on the channel the stalled clients are on.
+        #[arg(long, default_value_t = 50)]
+        flood_mb: usize,
+    },
     /// N idle connections: connect rate and server RSS per connection.
     Idle {
         #[arg(long, default_value_t = 1000)]
@@ -248,6 +263,14 @@ pub fn summary(v: &Value) -> String {
             f(v, "writes"), f(v, "frame_bytes"), f(v, "sockets"), f(v, "writes_per_sec"),
             f(v, "writer_cpu_us_per_write"), f(v, "writer_cores"), f(v, "bytes_received"), f(v, "bytes_expected")
         ),
+        "abuse" => format!(
+            "silent {}: {} closed, server RSS KiB {} -> peak {} -> {}, bystander worst {} ms, missed {}; stalled {} on {} MB: {} left, RSS KiB {} -> peak {} -> {}, bystander worst {} ms, missed {}",
+            f(v, "silent"), f(v, "silent_closed_by_server"), f(v, "silent_rss_before_kib"),
+            f(v, "silent_rss_peak_kib"), f(v, "silent_rss_after_kib"), f(v, "silent_bystander_worst_ms"),
+            f(v, "silent_bystander_missed"), f(v, "stalled"), f(v, "flood_mb"), f(v, "stalled_left_subscribed"),
+            f(v, "stalled_rss_before_kib"), f(v, "stalled_rss_peak_kib"), f(v, "stalled_rss_after_kib"),
+            f(v, "stalled_bystander_worst_ms"), f(v, "stalled_bystander_missed")
+        ),
         "presence" => format!(
             "{} joins ({} /s), member events expected {}, missing {}, duplicate {}, out of order {}; join p50 {} ms p99 {} ms",
             f(v, "joins"), f(v, "joins_per_sec"), f(v, "member_events_expected"), f(v, "missing"),
@@ -315,6 +338,20 @@ fn main() -> Result<()> {
     let label = cli.label.as_str();
     rt.block_on(async {
         match &cli.cmd {
+            Cmd::Abuse {
+                silent,
+                silent_hold,
+                stalled,
+                flood_mb,
+            } => {
+                let o = abuse::AbuseOpts {
+                    silent: *silent,
+                    silent_hold_secs: *silent_hold,
+                    stalled: *stalled,
+                    flood_mb: *flood_mb,
+                };
+                emit(out, label, abuse::abuse(&target, &o).await?)?;
+            }
             Cmd::Idle {
                 connections,
                 concurrency,

@@ -32,5 +32,9 @@ mod state;
 mod wire;
 mod ws;
 
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
+
 pub use config::{AppConfig, Cli, Config};
 pub use server::Server;

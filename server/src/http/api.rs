@@ -59,6 +59,12 @@ fn parse_json<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
         .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))
 }
 
+/// Parses and validates an API event body as `POST /events` does (for the fuzz targets).
+#[cfg(feature = "fuzzing")]
+pub fn check_event_body(app: &App, body: &[u8]) -> Result<(), ApiError> {
+    validate_event(app, parse_json(body)?).map(|_| ())
+}
+
 /// One event to publish, as in `POST /events` and each entry of `POST /batch_events`.
 #[derive(Deserialize)]
 struct EventBody<'a> {

@@ -6,6 +6,9 @@
 //! - [`ops`]: `/up` and `/metrics`.
 
 mod api;
+
+#[cfg(feature = "fuzzing")]
+pub use api::check_event_body;
 mod ops;
 mod signed;
 

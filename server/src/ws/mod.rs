@@ -14,6 +14,9 @@
 
 mod auth;
 mod message;
+
+#[cfg(feature = "fuzzing")]
+pub use message::ClientMessage;
 mod rate_limit;
 mod session;
 mod writer;

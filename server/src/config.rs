@@ -85,8 +85,9 @@ pub struct Config {
     pub inactivity_timeout: u64,
     /// Seconds graceful shutdown waits for connections to close before exiting anyway.
     pub shutdown_timeout: u64,
-    /// Seconds a new TCP connection has to send a complete request head (a WebSocket upgrade or
-    /// an HTTP request), and that a keep-alive HTTP connection may sit idle between requests.
+    /// Seconds a new TCP connection has to send its first byte, and then its complete request head
+    /// (a WebSocket upgrade or an HTTP request); also how long a keep-alive HTTP connection may sit
+    /// idle between requests.
     pub handshake_timeout: u64,
     /// TCP connections that have not yet sent a complete request head (or are serving HTTP), at
     /// once; further ones wait in the kernel's backlog until one is done.

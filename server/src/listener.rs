@@ -1,7 +1,7 @@
 //! The accept loop. Until a connection has sent a complete request head (the WebSocket upgrade,
-//! or an HTTP API request) it holds one of `max_pending_connections` permits and has
-//! `handshake_timeout` to send it; a keep-alive HTTP connection gets the same time between
-//! requests. So silent, half-sent or dribbled connections cost a bounded number of descriptors
+//! or an HTTP API request) it holds one of `max_pending_connections` permits; it has
+//! `handshake_timeout` to send its first byte and as long again for the whole head, and a
+//! keep-alive HTTP connection gets `handshake_timeout` between requests. So silent, half-sent or dribbled connections cost a bounded number of descriptors
 //! for a bounded time, and cannot lock out the port. After an upgrade the WebSocket session's own
 //! timers take over (its permit is released: the hyper connection has handed the socket over).
 
@@ -36,6 +36,7 @@ pub async fn serve(
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.handshake_timeout)
         .keep_alive(true);
+    let http = Arc::new(http);
     // Every connection task holds a sender; `recv` sees the channel close once all are done.
     let (done, mut all_done) = mpsc::channel::<()>(1);
     // Accept errors are logged once until an accept works again (out of descriptors repeats).
@@ -71,14 +72,26 @@ pub async fn serve(
             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
         }
         let service = TowerToHyperService::new(router.clone());
-        let conn = http
-            .serve_connection(TokioIo::new(tcp), service)
-            .with_upgrades();
+        let http = Arc::clone(&http);
         let mut shutdown = shutdown.clone();
         let done = done.clone();
+        let first_byte = limits.handshake_timeout;
         tokio::spawn(async move {
             let _permit = permit;
             let _done = done;
+            // A silent connection costs its socket only: hyper's buffers (16 KiB) are taken once
+            // its first byte is in.
+            let mut probe = [0u8; 1];
+            let spoke = tokio::select! {
+                r = tokio::time::timeout(first_byte, tcp.peek(&mut probe)) => matches!(r, Ok(Ok(n)) if n > 0),
+                _ = stopping(&mut shutdown) => false,
+            };
+            if !spoke {
+                return;
+            }
+            let conn = http
+                .serve_connection(TokioIo::new(tcp), service)
+                .with_upgrades();
             tokio::pin!(conn);
             tokio::select! {
                 r = conn.as_mut() => {

@@ -3,7 +3,7 @@
 //! WebSockets are refused with 4100 and `/ready` answers 503, so a load balancer sends traffic
 //! elsewhere before the kernel's OOM killer ends every connection at once.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// How often the resident size is read.
@@ -13,7 +13,6 @@ pub struct MemoryGuard {
     /// Bytes; `None`: no limit.
     limit: Option<u64>,
     rss: AtomicU64,
-    over: AtomicBool,
     refused: AtomicU64,
 }
 
@@ -27,7 +26,6 @@ impl MemoryGuard {
         let guard = Self {
             limit,
             rss: AtomicU64::new(0),
-            over: AtomicBool::new(false),
             refused: AtomicU64::new(0),
         };
         guard.sample();
@@ -41,9 +39,10 @@ impl MemoryGuard {
     /// Reads the resident size now.
     pub fn sample(&self) {
         let Some(rss) = resident_bytes() else { return };
+        let was_over = self.is_over();
         self.rss.store(rss, Ordering::Relaxed);
-        let over = self.limit.is_some_and(|l| rss > l);
-        if self.over.swap(over, Ordering::Relaxed) != over {
+        let over = self.is_over();
+        if was_over != over {
             if over {
                 tracing::warn!(rss, limit = ?self.limit, "memory over the limit: refusing new connections");
             } else {
@@ -57,7 +56,7 @@ impl MemoryGuard {
     }
 
     pub fn is_over(&self) -> bool {
-        self.over.load(Ordering::Relaxed)
+        self.limit.is_some_and(|limit| self.rss() > limit)
     }
 
     /// Counts a connection refused for memory.

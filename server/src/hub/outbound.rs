@@ -10,10 +10,10 @@
 //!
 //! Pushing never waits on a socket. When a connection's queue is full (in frames or in bytes) it is
 //! a slow consumer: it is marked for closing (4100) and further frames are dropped for it alone, so
-//! memory stays bounded and nobody else is held up. The writer also closes a connection whose
-//! socket has taken nothing for `write_timeout` ([`ConnHandle::stalled_for`]), however little is
-//! queued and whatever else (pings) the client sends. The writer then takes the sink and writes the goodbye
-//! (`pusher:error` and close) itself, since the full queue cannot carry it.
+//! memory stays bounded and nobody else is held up. The writer then takes the sink and writes the
+//! goodbye (`pusher:error` and close) itself, since the full queue cannot carry it. The writer also
+//! closes a connection whose socket has taken nothing for `write_timeout`
+//! ([`ConnHandle::stalled_for`]), however little is queued and whatever the client sends meanwhile.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;

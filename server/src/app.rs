@@ -21,6 +21,7 @@ use crate::hub::outbound::ConnHandle;
 use crate::hub::presence::PresenceMember;
 use crate::hub::users::Users;
 use crate::metrics::AppMetrics;
+use crate::rate::RateLimiter;
 use crate::wire;
 
 pub struct App {
@@ -30,6 +31,8 @@ pub struct App {
     pub history: History,
     pub metrics: AppMetrics,
     pub connections: ConnectionLimit,
+    /// Signed HTTP API requests (`max_api_requests_per_second`).
+    api_requests: parking_lot::Mutex<RateLimiter>,
 }
 
 /// A server event to publish: `data` is a JSON string literal, written as is.
@@ -70,11 +73,27 @@ impl App {
         Self {
             history: History::new(HistoryPolicy::of(&config)),
             connections: ConnectionLimit::new(config.max_connections),
+            api_requests: parking_lot::Mutex::new(RateLimiter::new(
+                config.max_api_requests_per_second,
+            )),
             channels: Channels::new(config.max_presence_members),
             config,
             users: Users::default(),
             metrics: AppMetrics::default(),
         }
+    }
+
+    /// Takes one signed API request from the app's budget; `Err` holds the seconds until the
+    /// next one is allowed.
+    pub fn api_request(&self) -> Result<(), u64> {
+        let mut limiter = self.api_requests.lock();
+        if limiter.allow() {
+            return Ok(());
+        }
+        self.metrics
+            .api_requests_limited
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Err(limiter.retry_after_secs())
     }
 
     /// Largest event payload in bytes.

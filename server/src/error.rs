@@ -38,6 +38,10 @@ pub enum ConnectionError {
     OverConnectionQuota,
     #[error("Server is over capacity")]
     OverCapacity,
+    #[error("Over capacity: this address already holds {0} connections")]
+    TooManyFromAddress(usize),
+    #[error("Over capacity: this address connected more than {0} times in a minute")]
+    ConnectingTooOften(u32),
     #[error("Connection could not keep up with its messages")]
     SlowConsumer,
     #[error("Server is shutting down, reconnect")]
@@ -92,7 +96,9 @@ impl ConnectionError {
                 ErrorCode::Unauthorized
             }
             OverConnectionQuota => ErrorCode::OverConnectionQuota,
-            OverCapacity | SlowConsumer => ErrorCode::OverCapacity,
+            OverCapacity | TooManyFromAddress(_) | ConnectingTooOften(_) | SlowConsumer => {
+                ErrorCode::OverCapacity
+            }
             ShuttingDown => ErrorCode::ReconnectImmediately,
             PongNotReceived => ErrorCode::PongNotReceived,
             Inactive(_) => ErrorCode::ClosedAfterInactivity,
@@ -133,6 +139,8 @@ impl ConnectionError {
                 | OriginNotAllowed
                 | OverConnectionQuota
                 | OverCapacity
+                | TooManyFromAddress(_)
+                | ConnectingTooOften(_)
                 | SlowConsumer
                 | ShuttingDown
                 | PongNotReceived
@@ -208,6 +216,8 @@ pub enum ApiError {
     PayloadTooLarge(String),
     #[error("Request body not received within {0} s")]
     RequestTimeout(u64),
+    #[error("Too many requests: over the app's limit of {limit} per second")]
+    TooManyRequests { limit: u32, retry_after: u64 },
     #[error("Not found")]
     NotFound,
     #[error("Method {0} is not allowed on this path")]
@@ -228,6 +238,7 @@ impl ApiError {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::Rejected { status, .. } => *status,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -266,6 +277,11 @@ impl From<BytesRejection> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = serde_json::json!({ "error": self.to_string() });
-        (self.status(), axum::Json(body)).into_response()
+        let mut res = (self.status(), axum::Json(body)).into_response();
+        if let Self::TooManyRequests { retry_after, .. } = self {
+            res.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, retry_after.into());
+        }
+        res
     }
 }

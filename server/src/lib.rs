@@ -4,7 +4,7 @@
 //!
 //! | layer | modules | holds |
 //! |---|---|---|
-//! | leaves | [`config`], [`error`], [`metrics`], [`memory`], [`wire`] | settings, every error and its Pusher code / HTTP status, counters, every frame's shape |
+//! | leaves | [`config`], [`error`], [`metrics`], [`memory`], [`rate`], [`addresses`], [`wire`] | settings, every error and its Pusher code / HTTP status, counters, resident memory, token buckets, client addresses and their limits, every frame's shape |
 //! | node state | [`hub`] | connections' queues, channels and **the fan-out**, presence, history, signed-in users |
 //! | apps | [`app`] | tenants and their node-local operations |
 //! | cluster | [`cluster`] | the `Adapter` trait: one node, or several on Redis |
@@ -18,6 +18,7 @@
 //!
 //! The public surface is what the `chorus` binary and the integration tests use.
 
+mod addresses;
 mod app;
 mod cluster;
 mod config;
@@ -27,6 +28,7 @@ mod hub;
 mod listener;
 mod memory;
 mod metrics;
+mod rate;
 mod server;
 mod state;
 mod wire;

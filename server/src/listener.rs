@@ -9,6 +9,7 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::ConnectInfo;
 use axum::Router;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -51,10 +52,10 @@ pub async fn serve(
             r = listener.accept() => r,
             _ = stopping(&mut shutdown) => break,
         };
-        let tcp = match tcp {
-            Ok((tcp, _)) => {
+        let (tcp, peer) = match tcp {
+            Ok((tcp, peer)) => {
                 failing = false;
-                tcp
+                (tcp, peer)
             }
             Err(e) if is_per_connection(&e) => continue,
             Err(e) => {
@@ -71,7 +72,15 @@ pub async fn serve(
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
         }
-        let service = TowerToHyperService::new(router.clone());
+        // Handlers read the peer as axum's `ConnectInfo` (the per-address limits start from it).
+        let service = TowerToHyperService::new(
+            tower::ServiceBuilder::new()
+                .map_request(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                    req.extensions_mut().insert(ConnectInfo(peer));
+                    req
+                })
+                .service(router.clone()),
+        );
         let http = Arc::clone(&http);
         let mut shutdown = shutdown.clone();
         let done = done.clone();

@@ -13,6 +13,8 @@ pub struct AppMetrics {
     /// Event deliveries to subscribers (one broadcast to N subscribers counts N).
     pub messages_out: AtomicU64,
     pub bytes_out: AtomicU64,
+    /// HTTP API requests refused for the app's rate (429).
+    pub api_requests_limited: AtomicU64,
 }
 
 impl AppMetrics {
@@ -35,7 +37,7 @@ pub struct HttpMetrics {
     counts: [AtomicU64; STATUSES.len() + 1],
 }
 
-const STATUSES: [u16; 11] = [200, 400, 401, 403, 404, 405, 408, 413, 415, 500, 503];
+const STATUSES: [u16; 12] = [200, 400, 401, 403, 404, 405, 408, 413, 415, 429, 500, 503];
 
 impl Default for HttpMetrics {
     fn default() -> Self {

@@ -74,7 +74,7 @@ impl Server {
             shutdown,
         } = self;
         let app = router(Arc::clone(&state));
-        tokio::spawn(sweep_history(Arc::clone(&state)));
+        tokio::spawn(sweep(Arc::clone(&state)));
         tokio::spawn(sample_memory(Arc::clone(&state)));
         tokio::spawn(async move {
             signal.await;
@@ -100,9 +100,9 @@ impl Server {
     }
 }
 
-/// Drops idle history streams now and then, so memory follows the channels in use; ends when
-/// the server shuts down.
-async fn sweep_history(state: Arc<ServerState>) {
+/// Drops idle history streams and forgotten client addresses now and then, so memory follows
+/// the channels and addresses in use; ends when the server shuts down.
+async fn sweep(state: Arc<ServerState>) {
     let mut shutdown = state.shutdown.clone();
     loop {
         tokio::select! {
@@ -112,6 +112,7 @@ async fn sweep_history(state: Arc<ServerState>) {
         for app in state.apps.iter() {
             app.history.sweep();
         }
+        state.addresses.sweep();
     }
 }
 

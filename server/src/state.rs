@@ -1,10 +1,11 @@
 //! State shared by every connection and request: config, apps, the adapter, the server-wide
-//! connection limit and the shutdown signal.
+//! connection limits and the shutdown signal.
 
 use std::sync::Arc;
 
 use tokio::sync::watch;
 
+use crate::addresses::AddressLimits;
 use crate::app::{Apps, ConnectionLimit};
 use crate::cluster::Adapter;
 use crate::config::Config;
@@ -18,6 +19,8 @@ pub struct ServerState {
     pub http_metrics: HttpMetrics,
     /// Open WebSockets on this server (`max_connections`); graceful shutdown waits for none.
     pub connections: ConnectionLimit,
+    /// Connections and connects per client address.
+    pub addresses: Arc<AddressLimits>,
     /// Resident memory against `max_memory_mb`: over it, new connections are refused.
     pub memory: MemoryGuard,
     /// Becomes true when the server starts shutting down.
@@ -33,6 +36,7 @@ impl ServerState {
     ) -> Self {
         Self {
             connections: ConnectionLimit::new(config.max_connections),
+            addresses: Arc::new(AddressLimits::new(&config)),
             memory: MemoryGuard::new(config.max_memory_mb),
             apps,
             config,

@@ -137,7 +137,25 @@ fn render(state: &ServerState) -> String {
         "chorus_connections_refused_total",
         "counter",
         "WebSocket connections refused at admission, by reason.",
-        &mut std::iter::once(("reason=\"memory\"".to_owned(), state.memory.refusals())),
+        &mut [
+            ("memory", state.memory.refusals()),
+            ("address_connections", state.addresses.refusals().0),
+            ("address_connects", state.addresses.refusals().1),
+        ]
+        .into_iter()
+        .map(|(reason, v)| (format!("reason=\"{reason}\""), v)),
+    );
+    family(
+        "chorus_client_addresses",
+        "gauge",
+        "Client addresses tracked for the per-address limits.",
+        &mut std::iter::once((String::new(), state.addresses.tracked() as u64)),
+    );
+    family(
+        "chorus_api_requests_limited_total",
+        "counter",
+        "Signed HTTP API requests refused with 429 (over max_api_requests_per_second).",
+        &mut per_app(&|a| load(&a.metrics.api_requests_limited)).into_iter(),
     );
     out
 }

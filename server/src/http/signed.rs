@@ -2,8 +2,9 @@
 //! handler is authenticated because of its type. Before the body is read, [`authenticate`]
 //! checks the app id, `auth_key`, `auth_timestamp` within 600 s and `auth_signature`
 //! (HMAC-SHA256 of `METHOD\nPATH\nsorted-query`, compared in constant time), and a
-//! `Content-Length` over the limit is refused; the body, read within `request_timeout`, must then
-//! match the signed `body_md5`.
+//! `Content-Length` over the limit is refused, and the request is taken from the app's rate
+//! (`max_api_requests_per_second`, 429 beyond); the body, read within `request_timeout`, must
+//! then match the signed `body_md5`.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -68,6 +69,12 @@ impl FromRequest<Arc<ServerState>> for Signed {
         // Everything the signature covers is checked before a byte of the body is read, so an
         // unsigned request costs no buffer; the body is then bounded in size and in time.
         let (app, params) = authenticate(state, &app_id, &method, &uri)?;
+        // After the signature: nobody but the app can spend its budget.
+        app.api_request()
+            .map_err(|retry_after| ApiError::TooManyRequests {
+                limit: app.config.max_api_requests_per_second,
+                retry_after,
+            })?;
         let limit = state.config.max_request_kb.saturating_mul(1024);
         if content_length(&parts.headers).is_some_and(|len| len > limit as u64) {
             return Err(ApiError::PayloadTooLarge(

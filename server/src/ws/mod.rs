@@ -9,7 +9,6 @@
 //! - [`message`]: a client frame parsed once into a [`message::ClientMessage`];
 //! - [`session`]: the read loop, timers and applying each message;
 //! - [`auth`]: subscription and sign-in signatures;
-//! - [`rate_limit`]: the client-event token bucket;
 //! - [`writer`]: the writer task and the goodbye.
 
 mod auth;
@@ -17,24 +16,25 @@ mod message;
 
 #[cfg(feature = "fuzzing")]
 pub use message::ClientMessage;
-mod rate_limit;
 mod session;
 mod writer;
 
 use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::WebSocket;
-use axum::extract::{Path, Query, State, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, Path, Query, State, WebSocketUpgrade};
 use axum::http::{header, HeaderMap, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::Router;
+use axum::{Extension, Router};
 use futures_util::StreamExt;
 
+use crate::addresses::{AddressPermit, AddressRefusal};
 use crate::app::{App, ConnectionPermit};
 use crate::error::{quoted, ApiError, ConnectionError};
 use crate::hub::outbound::{ConnHandle, QueueLimit};
@@ -59,6 +59,8 @@ struct ConnectRequest {
     origin: Option<String>,
     /// The path, when the upgrade came on another than `/app/{key}`: refused with 4005.
     wrong_path: Option<String>,
+    /// The client's address (through trusted proxies), for the per-address limits.
+    address: Option<IpAddr>,
 }
 
 async fn websocket(
@@ -66,9 +68,17 @@ async fn websocket(
     State(state): State<Arc<ServerState>>,
     key: Result<Path<String>, PathRejection>,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let Path(key) = key?;
+    let address = peer.map(|Extension(ConnectInfo(peer))| {
+        let forwarded = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok());
+        state.addresses.client_address(peer.ip(), forwarded)
+    });
     let Query(query) = query?;
     let ws = ws?;
     let request = ConnectRequest {
@@ -79,6 +89,7 @@ async fn websocket(
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned),
         wrong_path: None,
+        address,
     };
     Ok(upgrade(ws, state, request))
 }
@@ -98,6 +109,7 @@ pub async fn not_found(
         protocol: None,
         origin: None,
         wrong_path: Some(uri.path().to_owned()),
+        address: None,
     };
     upgrade(ws, state, request)
 }
@@ -149,8 +161,8 @@ async fn serve(socket: WebSocket, state: Arc<ServerState>, request: ConnectReque
     }
 }
 
-/// The server's and the app's connection permits.
-type Permits = (ConnectionPermit, ConnectionPermit);
+/// The server's and the app's connection permits, and the address's.
+type Permits = (ConnectionPermit, ConnectionPermit, Option<AddressPermit>);
 
 fn admit(
     state: &ServerState,
@@ -182,6 +194,13 @@ fn admit(
     if !app.config.origin_allowed(req.origin.as_deref()) {
         return Err(ConnectionError::OriginNotAllowed);
     }
+    let address = match req.address {
+        Some(ip) => state.addresses.admit(ip).map_err(|r| match r {
+            AddressRefusal::TooManyConnections(n) => ConnectionError::TooManyFromAddress(n),
+            AddressRefusal::TooManyConnects(n) => ConnectionError::ConnectingTooOften(n),
+        })?,
+        None => None,
+    };
     if state.memory.is_over() {
         state.memory.refused();
         return Err(ConnectionError::OverCapacity);
@@ -194,7 +213,7 @@ fn admit(
         .connections
         .try_acquire()
         .ok_or(ConnectionError::OverConnectionQuota)?;
-    Ok((Arc::clone(app), (server, app_permit)))
+    Ok((Arc::clone(app), (server, app_permit, address)))
 }
 
 fn new_socket_id() -> String {

@@ -16,12 +16,12 @@ use tokio::time::{sleep_until, Instant};
 
 use super::auth;
 use super::message::ClientMessage;
-use super::rate_limit::RateLimiter;
 use crate::app::App;
 use crate::error::{quoted, ConnectionError, SubscriptionError};
 use crate::hub::history::{Recover, RecoveryFailure};
 use crate::hub::outbound::{ConnHandle, Cork};
 use crate::hub::presence::PresenceMember;
+use crate::rate::RateLimiter;
 use crate::state::ServerState;
 use crate::wire;
 

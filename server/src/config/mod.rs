@@ -8,6 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use clap::Parser;
+use ipnet::IpNet;
 use serde::Deserialize;
 
 /// The longest timeout accepted: far beyond any sensible setting, far below `Instant` overflow.
@@ -110,6 +111,15 @@ pub struct Config {
     /// Resident memory in MiB above which new connections are refused (4100) and `/ready` answers
     /// 503; 0: 90% of the cgroup's memory limit when there is one, else none.
     pub max_memory_mb: u64,
+    /// Proxies (CIDRs) whose `X-Forwarded-For` names the client; connections from inside these
+    /// ranges are not limited per address.
+    pub trusted_proxies: Vec<IpNet>,
+    /// WebSocket connections one client address may hold at once (0 = unlimited); above it new
+    /// ones are closed with 4100.
+    pub max_connections_per_ip: usize,
+    /// WebSocket connects one client address may make a minute, in bursts up to as many (0 =
+    /// unlimited); above it new ones are closed with 4100.
+    pub max_connects_per_ip_per_minute: u32,
     /// Log filter (`tracing` env-filter syntax).
     pub log: String,
     /// `local` or `redis`.
@@ -141,6 +151,21 @@ impl Default for Config {
             write_timeout: 30,
             max_connections: 0,
             max_memory_mb: 0,
+            // Loopback and the private ranges: where a load balancer or a local nginx usually
+            // sits (Rails trusts the same by default).
+            trusted_proxies: [
+                "127.0.0.0/8",
+                "::1/128",
+                "10.0.0.0/8",
+                "172.16.0.0/12",
+                "192.168.0.0/16",
+                "fc00::/7",
+            ]
+            .iter()
+            .filter_map(|net| net.parse().ok())
+            .collect(),
+            max_connections_per_ip: 1000,
+            max_connects_per_ip_per_minute: 1200,
             log: "info".into(),
             adapter: AdapterKind::Local,
             redis_url: "redis://127.0.0.1:6379".into(),
@@ -184,6 +209,9 @@ pub struct AppConfig {
     pub max_presence_members: usize,
     /// Largest `user_info` of a presence member, in KiB.
     pub max_presence_user_info_kb: usize,
+    /// Signed HTTP API requests this app may make per second, in bursts up to as many (0 =
+    /// unlimited); above it 429 with `Retry-After`.
+    pub max_api_requests_per_second: u32,
 }
 
 impl Default for AppConfig {
@@ -206,6 +234,7 @@ impl Default for AppConfig {
             // Pusher's limit.
             max_presence_members: 100,
             max_presence_user_info_kb: 2,
+            max_api_requests_per_second: 10_000,
         }
     }
 }
@@ -400,97 +429,4 @@ fn plain(c: char) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn toml_with_apps_and_defaults() {
-        let c: Config = toml::from_str(
-            r#"
-            port = 7000
-            [[apps]]
-            id = "1"
-            key = "k"
-            secret = "s"
-            enable_client_events = false
-            "#,
-        )
-        .unwrap();
-        assert_eq!(c.port, 7000);
-        assert_eq!(c.host, "0.0.0.0");
-        assert!(!c.apps[0].enable_client_events);
-        assert_eq!(c.apps[0].max_event_payload_kb, 10);
-        assert_eq!(c.inactivity_timeout, 86_400);
-        c.validate().unwrap();
-    }
-
-    #[test]
-    fn unknown_fields_are_rejected() {
-        assert!(toml::from_str::<Config>("prot = 1").is_err());
-    }
-
-    #[test]
-    fn flags_override_and_default_app() {
-        let cli = Cli {
-            port: Some(1234),
-            ..Cli::default()
-        };
-        let loaded = Config::load(&cli).unwrap();
-        assert_eq!(loaded.config.port, 1234);
-        assert!(loaded.uses_development_credentials);
-        assert_eq!(loaded.config.apps[0].key, "app-key");
-    }
-
-    #[test]
-    fn partial_app_env_is_an_error() {
-        let cli = Cli {
-            app_id: Some("x".into()),
-            ..Cli::default()
-        };
-        assert!(Config::load(&cli).is_err());
-    }
-
-    #[test]
-    fn absurd_timeouts_are_rejected() {
-        let c = Config {
-            activity_timeout: u64::MAX,
-            ..Config::default()
-        };
-        let err = c.validate().unwrap_err().to_string();
-        assert!(err.contains("activity_timeout"), "{err}");
-        assert!(Config::default().validate().is_ok());
-    }
-
-    #[test]
-    fn duplicate_keys_are_rejected() {
-        let c = Config {
-            apps: vec![AppConfig::development(), AppConfig::development()],
-            ..Config::default()
-        };
-        assert!(c.validate().is_err());
-    }
-
-    #[test]
-    fn ids_with_separators_are_rejected() {
-        let mut app = AppConfig::development();
-        app.id = "a:b".into();
-        let c = Config {
-            apps: vec![app],
-            ..Config::default()
-        };
-        assert!(c.validate().is_err());
-        let c: Config = toml::from_str("adapter = \"redis\"\nredis_prefix = \"x y\"").unwrap();
-        assert_eq!(c.adapter, AdapterKind::Redis);
-        assert!(c.validate().is_err());
-    }
-
-    #[test]
-    fn origins() {
-        let mut app = AppConfig::development();
-        assert!(app.origin_allowed(Some("https://x.example")));
-        app.allowed_origins = vec!["https://app.example".into()];
-        assert!(app.origin_allowed(Some("https://app.example")));
-        assert!(!app.origin_allowed(Some("https://evil.example")));
-        assert!(app.origin_allowed(None));
-    }
-}
+mod tests;

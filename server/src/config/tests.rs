@@ -1,0 +1,104 @@
+use super::*;
+
+#[test]
+fn toml_with_apps_and_defaults() {
+    let c: Config = toml::from_str(
+        r#"
+        port = 7000
+        [[apps]]
+        id = "1"
+        key = "k"
+        secret = "s"
+        enable_client_events = false
+        "#,
+    )
+    .unwrap();
+    assert_eq!(c.port, 7000);
+    assert_eq!(c.host, "0.0.0.0");
+    assert!(!c.apps[0].enable_client_events);
+    assert_eq!(c.apps[0].max_event_payload_kb, 10);
+    assert_eq!(c.inactivity_timeout, 86_400);
+    c.validate().unwrap();
+}
+
+#[test]
+fn unknown_fields_are_rejected() {
+    assert!(toml::from_str::<Config>("prot = 1").is_err());
+}
+
+#[test]
+fn flags_override_and_default_app() {
+    let cli = Cli {
+        port: Some(1234),
+        ..Cli::default()
+    };
+    let loaded = Config::load(&cli).unwrap();
+    assert_eq!(loaded.config.port, 1234);
+    assert!(loaded.uses_development_credentials);
+    assert_eq!(loaded.config.apps[0].key, "app-key");
+}
+
+#[test]
+fn partial_app_env_is_an_error() {
+    let cli = Cli {
+        app_id: Some("x".into()),
+        ..Cli::default()
+    };
+    assert!(Config::load(&cli).is_err());
+}
+
+#[test]
+fn absurd_timeouts_are_rejected() {
+    let c = Config {
+        activity_timeout: u64::MAX,
+        ..Config::default()
+    };
+    let err = c.validate().unwrap_err().to_string();
+    assert!(err.contains("activity_timeout"), "{err}");
+    assert!(Config::default().validate().is_ok());
+}
+
+#[test]
+fn duplicate_keys_are_rejected() {
+    let c = Config {
+        apps: vec![AppConfig::development(), AppConfig::development()],
+        ..Config::default()
+    };
+    assert!(c.validate().is_err());
+}
+
+#[test]
+fn ids_with_separators_are_rejected() {
+    let mut app = AppConfig::development();
+    app.id = "a:b".into();
+    let c = Config {
+        apps: vec![app],
+        ..Config::default()
+    };
+    assert!(c.validate().is_err());
+    let c: Config = toml::from_str("adapter = \"redis\"\nredis_prefix = \"x y\"").unwrap();
+    assert_eq!(c.adapter, AdapterKind::Redis);
+    assert!(c.validate().is_err());
+}
+
+#[test]
+fn origins() {
+    let mut app = AppConfig::development();
+    assert!(app.origin_allowed(Some("https://x.example")));
+    app.allowed_origins = vec!["https://app.example".into()];
+    assert!(app.origin_allowed(Some("https://app.example")));
+    assert!(!app.origin_allowed(Some("https://evil.example")));
+    assert!(app.origin_allowed(None));
+}
+
+#[test]
+fn trusted_proxies_are_cidrs() {
+    let c: Config =
+        toml::from_str("trusted_proxies = [\"203.0.113.0/24\", \"2001:db8::/32\"]").unwrap();
+    assert_eq!(c.trusted_proxies.len(), 2);
+    assert!(toml::from_str::<Config>("trusted_proxies = [\"nonsense\"]").is_err());
+    assert!(Config::default()
+        .trusted_proxies
+        .iter()
+        .any(|n| n.contains(&"127.0.0.1".parse::<std::net::IpAddr>().unwrap())));
+}

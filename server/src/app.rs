@@ -15,7 +15,7 @@ use tokio::sync::Notify;
 use crate::config::AppConfig;
 use crate::hub::channels::{Announce, Channels, Subscribed, SucceededExtras};
 use crate::hub::history::{
-    recovery_outcome, recovery_unavailable, History, HistoryPolicy, Recover,
+    recovery_outcome, recovery_unavailable, History, HistoryPolicy, Recover, Stream, StreamSlot,
 };
 use crate::hub::outbound::ConnHandle;
 use crate::hub::presence::PresenceMember;
@@ -149,31 +149,42 @@ impl App {
                 .channels
                 .subscribe(channel, kind, conn, member, Announce::Local, extras);
         }
-        let stream = self.history.stream(channel);
-        let mut stream = stream.lock();
-        let top = stream.top();
-        let result = recover.map(|r| match r {
-            Recover::From(from) => stream.since(
-                &self.history.policy,
-                &from.position,
-                from.socket_id.as_deref(),
-            ),
-            Recover::Denied(failure) => Err(*failure),
-        });
-        let recovery = result.as_ref().map(recovery_outcome);
-        let extras = SucceededExtras {
-            position: Some(&top),
-            recovery: recovery.as_ref(),
+        let missed = |stream: Option<&mut Stream>| {
+            recover.map(|r| match r {
+                Recover::From(from) => {
+                    self.history
+                        .missed(stream, &from.position, from.socket_id.as_deref())
+                }
+                Recover::Denied(failure) => Err(*failure),
+            })
         };
-        let outcome = self
-            .channels
-            .subscribe(channel, kind, conn, member, Announce::Local, extras);
-        if let (Subscribed::New { .. }, Some(Ok(missed))) = (outcome, &result) {
-            for frame in missed {
-                conn.send(frame);
+        let register = |top: StreamPosition, result: Option<Result<Vec<Utf8Bytes>, _>>| {
+            let recovery = result.as_ref().map(recovery_outcome);
+            let extras = SucceededExtras {
+                position: Some(&top),
+                recovery: recovery.as_ref(),
+            };
+            let outcome =
+                self.channels
+                    .subscribe(channel, kind, conn, member, Announce::Local, extras);
+            if let (Subscribed::New { .. }, Some(Ok(missed))) = (outcome, &result) {
+                for frame in missed {
+                    conn.send(frame);
+                }
             }
+            outcome
+        };
+        // Registered under the stream's lock, or while holding off its start: no event between
+        // the position given and the first live one.
+        match self.history.slot(channel) {
+            StreamSlot::Started(stream) => {
+                let mut stream = stream.lock();
+                let top = stream.top();
+                let result = missed(Some(&mut stream));
+                register(top, result)
+            }
+            StreamSlot::Vacant(_hold) => register(self.history.origin(), missed(None)),
         }
-        outcome
     }
 
     /// This node's history page of a channel.
@@ -181,7 +192,12 @@ impl App {
         if !self.history.applies_to(channel) {
             return HistoryPage::none();
         }
-        let stream = self.history.stream(channel);
+        let Some(stream) = self.history.started(channel) else {
+            return HistoryPage {
+                position: Some(self.history.origin()),
+                events: Vec::new(),
+            };
+        };
         let mut stream = stream.lock();
         HistoryPage {
             position: Some(stream.top()),

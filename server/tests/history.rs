@@ -20,16 +20,37 @@ async fn subscribe_recovering(c: &mut Client, channel: &str, from: Option<&Value
         .await
 }
 
+/// Whether `position` is an origin: what a channel whose history has not started yet answers
+/// (`{genesis}.{ms}` at offset 0); its first event starts the stream's own epoch.
+fn is_origin(position: &Value) -> bool {
+    position["epoch"].as_str().is_some_and(|e| e.contains('.')) && position["offset"] == 0
+}
+
 /// Reads `n` events named `name`, checking each carries the next offset after `after`.
 async fn read_in_order(c: &mut Client, name: &str, n: usize, after: &Value) -> Vec<String> {
+    read_positioned(c, name, n, after).await.0
+}
+
+/// [`read_in_order`], also returning the last event's position.
+async fn read_positioned(
+    c: &mut Client,
+    name: &str,
+    n: usize,
+    after: &Value,
+) -> (Vec<String>, Value) {
     let mut offset = after["offset"].as_u64().unwrap();
+    let mut epoch = after["epoch"].clone();
     let mut data = Vec::new();
+    let mut last = after.clone();
     while data.len() < n {
         let ev = c.next_event().await;
         if ev["event"] != name {
             continue;
         }
-        assert_eq!(ev["position"]["epoch"], after["epoch"], "{ev}");
+        if data.is_empty() && is_origin(after) {
+            epoch = ev["position"]["epoch"].clone();
+        }
+        assert_eq!(ev["position"]["epoch"], epoch, "{ev}");
         assert_eq!(
             ev["position"]["offset"],
             offset + 1,
@@ -37,8 +58,9 @@ async fn read_in_order(c: &mut Client, name: &str, n: usize, after: &Value) -> V
         );
         offset += 1;
         data.push(ev["data"].as_str().unwrap().to_owned());
+        last = ev["position"].clone();
     }
-    data
+    (data, last)
 }
 
 async fn publish_numbered(api: &Api, channel: &str, range: std::ops::Range<u32>) {
@@ -66,12 +88,12 @@ async fn a_reconnecting_client_gets_exactly_the_missed_events() {
     let mut c = server.connect().await;
     let ok = subscribe_recovering(&mut c, "news", None).await;
     let start = ok["position"].clone();
-    assert_eq!(start["offset"], 0, "{ok}");
+    assert!(is_origin(&start), "no event yet, so no stream yet: {ok}");
     assert!(ok.get("recovery").is_none());
     publish_numbered(&api, "news", 0..5).await;
-    let seen = read_in_order(&mut c, "n", 5, &start).await;
+    let (seen, last) = read_positioned(&mut c, "n", 5, &start).await;
     assert_eq!(seen, numbers(0..5));
-    let last = json!({"epoch": start["epoch"], "offset": 5});
+    assert_eq!(last["offset"], 5);
     drop(c);
 
     // Offline while 200 events are published.
@@ -92,7 +114,7 @@ async fn a_reconnecting_client_gets_exactly_the_missed_events() {
         &mut c,
         "n",
         1,
-        &json!({"epoch": start["epoch"], "offset": 205}),
+        &json!({"epoch": last["epoch"], "offset": 205}),
     )
     .await;
     assert_eq!(live, ["205"]);
@@ -160,20 +182,20 @@ async fn recovery_fails_clearly_when_history_cannot_cover_the_gap() {
 async fn a_restarted_server_reports_a_new_epoch() {
     let first = TestServer::start().await;
     let mut c = first.connect().await;
-    let start = subscribe_recovering(&mut c, "room", None).await["position"].clone();
+    let origin = subscribe_recovering(&mut c, "quiet", None).await["position"].clone();
+    subscribe_recovering(&mut c, "room", None).await;
     first.api().trigger("room", "e", "1").await;
-    c.expect_event("e").await;
+    let seen = c.expect_event("e").await["position"].clone();
     drop(c);
     drop(first);
     let second = TestServer::start().await;
     let mut c = second.connect().await;
-    let ok = subscribe_recovering(
-        &mut c,
-        "room",
-        Some(&json!({"epoch": start["epoch"], "offset": 1})),
-    )
-    .await;
+    let ok = subscribe_recovering(&mut c, "room", Some(&seen)).await;
     assert_eq!(ok["recovery"]["reason"], "epoch_changed");
+    // So does an origin the first server gave.
+    let mut c = second.connect().await;
+    let ok = subscribe_recovering(&mut c, "room", Some(&origin)).await;
+    assert_eq!(ok["recovery"]["reason"], "epoch_changed", "{ok}");
 }
 
 #[tokio::test]
@@ -224,11 +246,22 @@ async fn recovery_on_another_node_with_history_in_redis() {
     let b = Node::start(&redis.url(), 5);
     let mut watcher = a.connect().await;
     let start = subscribe_recovering(&mut watcher, "news", None).await["position"].clone();
-    let mut leaver = a.connect().await;
+    let mut leaver = b.connect().await;
     let leaver_start = subscribe_recovering(&mut leaver, "news", None).await["position"].clone();
+    let genesis = |p: &Value| {
+        p["epoch"]
+            .as_str()
+            .unwrap()
+            .split('.')
+            .next()
+            .unwrap()
+            .to_owned()
+    };
+    assert!(is_origin(&start) && is_origin(&leaver_start));
     assert_eq!(
-        start, leaver_start,
-        "both see the channel's one cluster-wide position"
+        genesis(&start),
+        genesis(&leaver_start),
+        "both nodes give origins of the one cluster-wide history"
     );
     drop(leaver);
 
@@ -237,8 +270,8 @@ async fn recovery_on_another_node_with_history_in_redis() {
     publish_numbered(&b.api(), "news", 100..200).await;
 
     // It comes back on the other node.
-    let mut back = b.connect().await;
-    let ok = subscribe_recovering(&mut back, "news", Some(&start)).await;
+    let mut back = a.connect().await;
+    let ok = subscribe_recovering(&mut back, "news", Some(&leaver_start)).await;
     assert_eq!(
         ok["recovery"],
         json!({"recovered": true, "replayed": 200}),
@@ -249,13 +282,11 @@ async fn recovery_on_another_node_with_history_in_redis() {
         numbers(0..200)
     );
     // The one that stayed got the same sequence live.
-    assert_eq!(
-        read_in_order(&mut watcher, "n", 200, &start).await,
-        numbers(0..200)
-    );
+    let (live, mid) = read_positioned(&mut watcher, "n", 200, &start).await;
+    assert_eq!(live, numbers(0..200));
 
     // Concurrent publishing during a cross-node recovery: still gapless and once.
-    let mid = json!({"epoch": start["epoch"], "offset": 200});
+    assert_eq!(mid["offset"], 200);
     drop(back);
     let api = a.api();
     let publisher = tokio::spawn(async move { publish_numbered(&api, "news", 200..400).await });
@@ -306,7 +337,8 @@ async fn history_in_redis_expires_after_its_ttl() {
         "{ok}"
     );
     // What is younger than the ttl is still there.
-    let after_five = json!({"epoch": start["epoch"], "offset": 5});
+    assert_eq!(ok["position"]["offset"], 6, "{ok}");
+    let after_five = json!({"epoch": ok["position"]["epoch"], "offset": 5});
     let mut d = b.connect().await;
     let ok = subscribe_recovering(&mut d, "news", Some(&after_five)).await;
     assert_eq!(
@@ -382,4 +414,66 @@ async fn to_others_events_are_not_replayed_to_their_sender() {
         a.api(),
     )
     .await;
+}
+
+/// Subscribes to `n` channels one after the other, leaving each at once.
+async fn subscribe_and_leave(c: &mut Client, n: usize) {
+    for i in 0..n {
+        let channel = format!("news-{i}");
+        subscribe_recovering(c, &channel, None).await;
+        c.send(json!({"event":"pusher:unsubscribe","data":{"channel":channel}}))
+            .await;
+    }
+}
+
+/// A client whose small frames are not held back by Nagle's algorithm (a subscribe right after
+/// an unsubscribe would wait for the server's delayed ACK).
+async fn quick_client(url: &str) -> Client {
+    let (ws, _) = tokio_tungstenite::connect_async_with_config(url, None, true)
+        .await
+        .expect("ws connect");
+    Client::established(ws).await
+}
+
+#[tokio::test]
+async fn subscribing_starts_no_history_stream_publishing_does() {
+    let server = TestServer::start().await;
+    let mut c = quick_client(&server.ws_url(KEY, "protocol=7")).await;
+    subscribe_and_leave(&mut c, 2000).await;
+    let streams = || async {
+        let m = reqwest::get(format!("http://{}/metrics", server.addr))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        m.lines()
+            .find_map(|l| l.strip_prefix("chorus_history_streams{app_id=\"app-id\"} "))
+            .map(|v| v.parse::<u64>().unwrap())
+            .expect("the gauge")
+    };
+    assert_eq!(streams().await, 0);
+    server.api().trigger("news-7", "e", "1").await;
+    assert_eq!(streams().await, 1);
+
+    // With Redis: no keys for channels that only had subscribers.
+    let redis = Redis::start();
+    let node = Node::start(&redis.url(), 5);
+    let mut c = quick_client(&format!("ws://{}/app/{KEY}?protocol=7", node.addr)).await;
+    subscribe_and_leave(&mut c, 300).await;
+    let history_keys = || {
+        let out = std::process::Command::new("redis-cli")
+            .args(["-u", &redis.url(), "--scan", "--pattern", "*:h:*"])
+            .output()
+            .expect("redis-cli");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let keys = history_keys();
+    assert_eq!(
+        keys.trim(),
+        "test:h:app-id:genesis",
+        "only the app's genesis"
+    );
+    node.api().trigger("news-7", "e", "1").await;
+    assert!(history_keys().contains("test:h:app-id:news-7:stream"));
 }

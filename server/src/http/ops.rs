@@ -94,6 +94,12 @@ fn render(state: &ServerState) -> String {
         &mut per_app(&|a| a.channels.len() as u64).into_iter(),
     );
     family(
+        "chorus_history_streams",
+        "gauge",
+        "Channel history streams kept in this node's memory (with Redis they live in Redis).",
+        &mut per_app(&|a| a.history.len() as u64).into_iter(),
+    );
+    family(
         "chorus_messages_received_total",
         "counter",
         "WebSocket frames received from clients.",

@@ -6,6 +6,14 @@
 //! locked, so offsets, history and delivery order agree. A subscriber asking to recover from a
 //! position is registered under the same lock after being sent what came after it: no gap, no
 //! duplicate.
+//!
+//! A stream starts with the channel's first event, not with a subscriber (subscribing to channels
+//! in a loop must not leave streams behind). A subscriber to a channel with no stream gets an
+//! *origin* position, `{genesis}.{ms}` at offset 0: this history's identity (random per process
+//! here; per app in Redis) and the time it was given. Recovering from it replays the channel's
+//! stream from its first event, which is exact as long as the origin is younger than `ttl`: a
+//! stream started after it and already dropped again would have had to sit unused for `ttl`.
+//! An older origin gets `expired`, one of another history `epoch_changed`.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -236,10 +244,26 @@ pub fn recovery_unavailable() -> Recovery {
     }
 }
 
+/// An origin position's epoch, `{genesis}.{ms}`: the genesis and the time.
+pub fn parse_origin(epoch: &str) -> Option<(&str, u64)> {
+    let (genesis, ms) = epoch.split_once('.')?;
+    Some((genesis, ms.parse().ok()?))
+}
+
 /// The streams of one app.
 pub struct History {
     pub policy: HistoryPolicy,
     streams: DashMap<Box<str>, Arc<Mutex<Stream>>>,
+    /// This history's identity in origin positions, and the clock they are read on.
+    genesis: String,
+    started: Instant,
+}
+
+/// A channel's stream, or the proof that it has none yet: while a [`Vacant`] is held, no stream
+/// can start (the first publish waits for it), so a subscriber registered meanwhile misses nothing.
+pub enum StreamSlot<'a> {
+    Started(Arc<Mutex<Stream>>),
+    Vacant(dashmap::mapref::entry::VacantEntry<'a, Box<str>, Arc<Mutex<Stream>>>),
 }
 
 impl History {
@@ -247,7 +271,79 @@ impl History {
         Self {
             policy,
             streams: DashMap::new(),
+            genesis: new_epoch(),
+            started: Instant::now(),
         }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    /// The position of a channel that has no stream yet.
+    pub fn origin(&self) -> StreamPosition {
+        StreamPosition {
+            epoch: format!("{}.{}", self.genesis, self.now_ms()),
+            offset: 0,
+        }
+    }
+
+    /// The channel's stream if it has started, else a hold on its absence.
+    pub fn slot(&self, channel: &str) -> StreamSlot<'_> {
+        if let Some(s) = self.streams.get(channel) {
+            return StreamSlot::Started(Arc::clone(s.value()));
+        }
+        match self.streams.entry(channel.into()) {
+            dashmap::mapref::entry::Entry::Occupied(s) => StreamSlot::Started(Arc::clone(s.get())),
+            dashmap::mapref::entry::Entry::Vacant(v) => StreamSlot::Vacant(v),
+        }
+    }
+
+    /// Whether `from` is an origin position of this history that a recovery may start from:
+    /// `Ok(true)` for one, `Ok(false)` for an ordinary position, `Err` for one that cannot.
+    pub fn check_origin(&self, from: &StreamPosition) -> Result<bool, RecoveryFailure> {
+        let Some((genesis, ms)) = parse_origin(&from.epoch) else {
+            return Ok(false);
+        };
+        if genesis != self.genesis {
+            return Err(RecoveryFailure::EpochChanged);
+        }
+        if self.now_ms().saturating_sub(ms) > self.policy.ttl.as_millis() as u64 {
+            return Err(RecoveryFailure::Expired);
+        }
+        Ok(true)
+    }
+
+    /// What a subscriber missed since `from`, on the channel's stream (`None`: it has none yet).
+    pub fn missed(
+        &self,
+        stream: Option<&mut Stream>,
+        from: &StreamPosition,
+        socket_id: Option<&str>,
+    ) -> Result<Vec<Utf8Bytes>, RecoveryFailure> {
+        let origin = self.check_origin(from)?;
+        match (stream, origin) {
+            (None, true) => Ok(Vec::new()),
+            (None, false) => Err(RecoveryFailure::EpochChanged),
+            (Some(s), true) => {
+                let first = StreamPosition {
+                    epoch: s.epoch.clone(),
+                    offset: 0,
+                };
+                s.since(&self.policy, &first, socket_id)
+            }
+            (Some(s), false) => s.since(&self.policy, from, socket_id),
+        }
+    }
+
+    /// Streams kept.
+    pub fn len(&self) -> usize {
+        self.streams.len()
+    }
+
+    /// The channel's stream if it has started.
+    pub fn started(&self, channel: &str) -> Option<Arc<Mutex<Stream>>> {
+        self.streams.get(channel).map(|s| Arc::clone(s.value()))
     }
 
     pub fn applies_to(&self, channel: &str) -> bool {
@@ -357,6 +453,42 @@ mod tests {
         s.append(&p, Some("1.1"), |_| Utf8Bytes::from_static("others"));
         assert_eq!(s.since(&p, &start, Some("1.1")).unwrap(), ["all"]);
         assert_eq!(s.since(&p, &start, Some("2.2")).unwrap(), ["all", "others"]);
+    }
+
+    #[test]
+    fn a_stream_starts_with_its_first_event_and_origins_recover_from_it() {
+        let h = History::new(policy(10, 60_000));
+        let origin = h.origin();
+        assert_eq!(origin.offset, 0);
+        assert!(matches!(h.slot("c"), StreamSlot::Vacant(_)));
+        // Nothing published since the origin: recovered, nothing to replay; no stream started.
+        assert_eq!(h.missed(None, &origin, None), Ok(vec![]));
+        assert!(h.started("c").is_none());
+        let stream = h.stream("c");
+        let mut s = stream.lock();
+        push(&mut s, &h.policy, 2);
+        assert_eq!(
+            h.missed(Some(&mut s), &origin, None).unwrap(),
+            ["0@1", "1@2"]
+        );
+        // A position of a stream that is gone, or another history's origin.
+        let other = History::new(policy(10, 60_000)).origin();
+        assert_eq!(
+            h.missed(None, &s.top(), None),
+            Err(RecoveryFailure::EpochChanged)
+        );
+        assert_eq!(
+            h.missed(Some(&mut s), &other, None),
+            Err(RecoveryFailure::EpochChanged)
+        );
+        drop(s);
+        // An origin older than the ttl: a stream may have come and gone since.
+        let h = History::new(policy(10, 0));
+        let old = h.origin();
+        std::thread::sleep(Duration::from_millis(5));
+        assert_eq!(h.missed(None, &old, None), Err(RecoveryFailure::Expired));
+        assert_eq!(parse_origin("abc.12"), Some(("abc", 12)));
+        assert_eq!(parse_origin("abcdef"), None);
     }
 
     #[test]

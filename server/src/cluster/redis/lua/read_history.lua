@@ -1,21 +1,44 @@
--- Reads a channel's history. ARGV: 3 app, 4 channel, 5 ttl ms, 6 epoch to start a new stream
--- with, 7 recover from this epoch ('' = no recovery: the newest frames), 8 recover from this
+-- Reads a channel's history. ARGV: 3 app, 4 channel, 5 ttl ms, 6 the app's genesis if it has
+-- none yet, 7 recover from this epoch ('' = no recovery: the newest frames), 8 recover from this
 -- offset, 9 how many of the newest frames to return without recovery (unused with it), 10 the
 -- recovering client's previous socket id ('' = none; its `toOthers()` events are skipped).
 -- Returns {epoch, top offset, status, frames}: status is `none` (no recovery asked), `ok`,
--- `epoch_changed` or `expired`.
+-- `epoch_changed` or `expired`. Reading never starts a stream (publish_history.lua does): a
+-- channel without one answers its origin position, `{genesis}.{ms}` at offset 0 (hub/history.rs
+-- says why recovering from it is exact within the ttl).
 local base = P .. ':h:' .. ARGV[3] .. ':' .. ARGV[4]
 local ttl = tonumber(ARGV[5])
-local epoch = stream_epoch(base, ARGV[6], ttl)
-local top = tonumber(redis.call('GET', base .. ':offset') or '0')
 local _, now = alive()
+local genesis_key = P .. ':h:' .. ARGV[3] .. ':genesis'
+local genesis = redis.call('GET', genesis_key)
+if not genesis then
+  genesis = ARGV[6]
+  redis.call('SET', genesis_key, genesis)
+end
+local epoch = redis.call('GET', base .. ':epoch')
+local recovering = ARGV[7] ~= ''
+local from_epoch, from = ARGV[7], tonumber(ARGV[8])
+local status = nil
+local g, t = string.match(from_epoch, '^(%x+)%.(%d+)$')
+if recovering and g then
+  if g ~= genesis then status = 'epoch_changed'
+  elseif now - tonumber(t) > ttl then status = 'expired'
+  elseif epoch then from_epoch, from = epoch, 0
+  else status = 'ok' end
+end
+local out = {}
+if not epoch then
+  local origin = genesis .. '.' .. string.format('%d', now)
+  if not recovering then return {origin, 0, 'none', out} end
+  return {origin, 0, status or 'epoch_changed', out}
+end
+local top = tonumber(redis.call('GET', base .. ':offset') or '0')
 local stream = base .. ':stream'
 redis.call('XTRIM', stream, 'MINID', now - ttl)
 -- Offsets are consecutive in the stream (one entry per INCR) and trimming drops the oldest, so
 -- the events after `from` are the newest `top - from` entries: read only those, never the whole
 -- stream (a script blocks Redis for every node while it runs).
-local out = {}
-if ARGV[7] == '' then
+if not recovering then
   local limit = tonumber(ARGV[9])
   if limit > 0 then
     local newest = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', limit)
@@ -23,8 +46,8 @@ if ARGV[7] == '' then
   end
   return {epoch, top, 'none', out}
 end
-local from = tonumber(ARGV[8])
-if ARGV[7] ~= epoch or from > top then return {epoch, top, 'epoch_changed', out} end
+if status then return {epoch, top, status, out} end
+if from_epoch ~= epoch or from > top then return {epoch, top, 'epoch_changed', out} end
 local first = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)
 local oldest = top + 1
 if #first > 0 then oldest = tonumber(first[1][2][2]) end

@@ -243,6 +243,37 @@ pub fn f(v: &Value, k: &str) -> String {
     }
 }
 
+/// One attack of the `abuse` scenario, on one line.
+pub fn abuse_row(r: &Value) -> String {
+    format!(
+        "{}: {} sockets, {} closed by the server; RSS KiB {} -> peak {} -> {}; bystander worst {} ms, missed {}",
+        f(r, "attack"), f(r, "sockets"), f(r, "closed_by_server"), f(r, "rss_before_kib"),
+        f(r, "rss_peak_kib"), f(r, "rss_after_kib"), f(r, "bystander_worst_ms"), f(r, "bystander_missed")
+    ) + &extras(r)
+}
+
+/// The attack's own figures, `key=value` after the common ones.
+fn extras(r: &Value) -> String {
+    const COMMON: [&str; 9] = [
+        "attack",
+        "secs",
+        "sockets",
+        "closed_by_server",
+        "rss_before_kib",
+        "rss_peak_kib",
+        "rss_after_kib",
+        "bystander_worst_ms",
+        "bystander_missed",
+    ];
+    let Some(map) = r.as_object() else {
+        return String::new();
+    };
+    map.iter()
+        .filter(|(k, _)| !COMMON.contains(&k.as_str()))
+        .map(|(k, v)| format!("; {k}={v}"))
+        .collect()
+}
+
 /// One human-readable line for a result record.
 pub fn summary(v: &Value) -> String {
     let s = v["scenario"].as_str().unwrap_or("?");
@@ -264,12 +295,8 @@ pub fn summary(v: &Value) -> String {
             f(v, "writer_cpu_us_per_write"), f(v, "writer_cores"), f(v, "bytes_received"), f(v, "bytes_expected")
         ),
         "abuse" => format!(
-            "silent {}: {} closed, server RSS KiB {} -> peak {} -> {}, bystander worst {} ms, missed {}; stalled {} on {} MB: {} left, RSS KiB {} -> peak {} -> {}, bystander worst {} ms, missed {}",
-            f(v, "silent"), f(v, "silent_closed_by_server"), f(v, "silent_rss_before_kib"),
-            f(v, "silent_rss_peak_kib"), f(v, "silent_rss_after_kib"), f(v, "silent_bystander_worst_ms"),
-            f(v, "silent_bystander_missed"), f(v, "stalled"), f(v, "flood_mb"), f(v, "stalled_left_subscribed"),
-            f(v, "stalled_rss_before_kib"), f(v, "stalled_rss_peak_kib"), f(v, "stalled_rss_after_kib"),
-            f(v, "stalled_bystander_worst_ms"), f(v, "stalled_bystander_missed")
+            "{} attacks, each listed above",
+            v["attacks"].as_array().map_or(0, Vec::len)
         ),
         "presence" => format!(
             "{} joins ({} /s), member events expected {}, missing {}, duplicate {}, out of order {}; join p50 {} ms p99 {} ms",

@@ -38,5 +38,5 @@ mod ws;
 #[doc(hidden)]
 pub mod fuzzing;
 
-pub use config::{AppConfig, Cli, Config};
+pub use config::{AppConfig, Cli, Config, ConfigError, LogFormat};
 pub use server::Server;

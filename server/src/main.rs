@@ -1,11 +1,13 @@
 //! The `chorus` binary: loads configuration, starts the server, stops it on SIGINT/SIGTERM.
 
 use std::cell::Cell;
+use std::io::IsTerminal;
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use chorus_server::Server;
-use chorus_server::{Cli, Config};
+use chorus_server::{Cli, Config, ConfigError, LogFormat};
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
@@ -39,20 +41,54 @@ fn collect_when_idle() {
     });
 }
 
-fn main() -> anyhow::Result<()> {
+/// Exit codes (README, "Running it"): 0 after a clean stop, 1 when the server could not start or
+/// failed while serving, 2 for an invalid configuration (as clap's own usage errors).
+fn main() -> ExitCode {
     let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("chorus: {}", one_line(&e));
+            let config = e.chain().any(|c| c.is::<ConfigError>());
+            ExitCode::from(if config { 2 } else { 1 })
+        }
+    }
+}
+
+/// The error and its causes on one line, without repeating a cause the message above it already
+/// quotes (a typed error often includes its source's text).
+fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !line.contains(&text) {
+            if !line.is_empty() {
+                line.push_str(": ");
+            }
+            line.push_str(&text);
+        }
+    }
+    line
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
     let loaded = Config::load(&cli)?;
     // Config::load already chose between --log/CHORUS_LOG, RUST_LOG and the file.
-    let filter = EnvFilter::try_new(&loaded.config.log).with_context(|| {
-        format!(
-            "invalid log filter {:?} (from --log, CHORUS_LOG, RUST_LOG or the config file)",
+    let filter = EnvFilter::try_new(&loaded.config.log).map_err(|e| {
+        ConfigError::Invalid(format!(
+            "log filter {:?} (from --log, CHORUS_LOG, RUST_LOG or the config file): {e}",
             loaded.config.log
-        )
+        ))
     })?;
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        .init();
+    let logs = tracing_subscriber::fmt().with_env_filter(filter);
+    match loaded.config.log_format {
+        // Colour codes only for a person at a terminal, never into a file or a journal.
+        LogFormat::Text => logs
+            .with_target(false)
+            .with_ansi(std::io::stdout().is_terminal())
+            .init(),
+        LogFormat::Json => logs.json().with_current_span(false).init(),
+    }
 
     if loaded.uses_development_credentials {
         tracing::warn!(

@@ -258,3 +258,75 @@ async fn log_flag_and_chorus_log_win_over_rust_log_and_flags_over_env() {
     let out = Running::start(cmd, port).stop().await;
     assert!(out.contains(INFO_LINE), "--log info lost:\n{out}");
 }
+
+#[tokio::test]
+async fn json_logs_are_one_object_a_line_and_text_logs_have_no_colour_in_a_file() {
+    let port = free_port();
+    let mut cmd = chorus();
+    cmd.args(["--host", "127.0.0.1", "--port", &port.to_string()])
+        .args(["--log-format", "json", "--log", "info"]);
+    let out = Running::start(cmd, port).stop().await;
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: not JSON: {l}")))
+        .collect();
+    assert!(lines.len() >= 2, "{out}");
+    for line in &lines {
+        for key in ["timestamp", "level", "target", "fields"] {
+            assert!(line.get(key).is_some(), "no {key} in {line}");
+        }
+    }
+    let listening = lines
+        .iter()
+        .find(|l| l["fields"]["message"] == "chorus listening")
+        .unwrap_or_else(|| panic!("no listening line:\n{out}"));
+    assert_eq!(listening["level"], "INFO");
+    assert!(
+        listening["fields"]["addr"].as_str().is_some(),
+        "{listening}"
+    );
+
+    // Text into a file (not a terminal), NO_COLOR unset: no escape codes.
+    let port = free_port();
+    let mut cmd = chorus();
+    cmd.env_remove("NO_COLOR")
+        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+        .env("CHORUS_LOG_FORMAT", "text");
+    let out = Running::start(cmd, port).stop().await;
+    assert!(out.contains("chorus listening"), "{out}");
+    assert!(!out.contains('\u{1b}'), "colour codes in a file:\n{out:?}");
+}
+
+/// Runs `chorus` to its exit; returns (exit code, stderr).
+fn run_to_exit(cmd: &mut Command) -> (Option<i32>, String) {
+    let out = cmd.stdin(Stdio::null()).output().expect("run chorus");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn an_error_is_printed_once_with_its_documented_exit_code() {
+    let dir = std::env::temp_dir().join(format!("chorus-bad-config-{}", free_port()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("chorus.toml");
+    std::fs::write(&file, "prot = 6001\n").unwrap();
+    let (code, err) = run_to_exit(chorus().arg("--config").arg(&file));
+    assert_eq!(code, Some(2), "{err}");
+    assert_eq!(err.matches("unknown field `prot`").count(), 1, "{err}");
+    assert!(err.starts_with("chorus: invalid config file"), "{err}");
+    assert!(!err.contains("Caused by"), "{err}");
+
+    let (code, err) = run_to_exit(chorus().args(["--log", "chorus_server=[[["]));
+    assert_eq!(code, Some(2), "{err}");
+
+    // Not a configuration error: the port is taken.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let (code, err) = run_to_exit(chorus().args(["--host", "127.0.0.1", "--port", &port]));
+    assert_eq!(code, Some(1), "{err}");
+    assert_eq!(err.matches("in use").count(), 1, "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

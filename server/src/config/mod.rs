@@ -58,6 +58,20 @@ pub struct Cli {
     /// Log filter in `tracing` syntax, e.g. `info` or `chorus_server=debug`; overrides RUST_LOG [default: info].
     #[arg(long, env = "CHORUS_LOG")]
     pub log: Option<String>,
+    /// Log lines as `text` (colours only on a terminal) or `json` (one object a line) [default: text].
+    #[arg(long, env = "CHORUS_LOG_FORMAT")]
+    pub log_format: Option<LogFormat>,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines; ANSI colours only when stdout is a terminal.
+    #[default]
+    Text,
+    /// One JSON object a line: `timestamp`, `level`, `target`, `fields`.
+    Json,
 }
 
 /// Which adapter connects this node to the others.
@@ -122,6 +136,8 @@ pub struct Config {
     pub max_connects_per_ip_per_minute: u32,
     /// Log filter (`tracing` env-filter syntax).
     pub log: String,
+    /// `text` or `json`.
+    pub log_format: LogFormat,
     /// `local` or `redis`.
     pub adapter: AdapterKind,
     pub redis_url: String,
@@ -167,6 +183,7 @@ impl Default for Config {
             max_connections_per_ip: 1000,
             max_connects_per_ip_per_minute: 1200,
             log: "info".into(),
+            log_format: LogFormat::Text,
             adapter: AdapterKind::Local,
             redis_url: "redis://127.0.0.1:6379".into(),
             redis_prefix: "chorus".into(),
@@ -314,6 +331,9 @@ impl Config {
         }
         if let Some(t) = cli.inactivity_timeout {
             config.inactivity_timeout = t;
+        }
+        if let Some(f) = cli.log_format {
+            config.log_format = f;
         }
         if let Some(a) = cli.adapter {
             config.adapter = a;

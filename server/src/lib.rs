@@ -10,7 +10,7 @@
 //! | cluster | [`cluster`] | the `Adapter` trait: one node, or several on Redis |
 //! | shared state | [`state`] | what every task holds: config, apps, adapter |
 //! | edges | [`ws`], [`http`] | the WebSocket session; the signed HTTP API and `/up`, `/metrics` (never each other) |
-//! | top | [`server`], [`listener`] | router, graceful shutdown; the accept loop and its bounds on connections not yet upgraded |
+//! | top | [`server`], [`listener`], [`tls`] | router, graceful shutdown, reloads; the accept loop and its bounds on connections not yet upgraded; TLS and its certificate reloads |
 //!
 //! A published event travels: the HTTP API ([`http`]) or a client event ([`ws`]) → encoded once
 //! ([`wire`]) → the cluster adapter ([`cluster`]) → [`app`]'s local delivery → the fan-out in
@@ -31,6 +31,7 @@ mod metrics;
 mod rate;
 mod server;
 mod state;
+mod tls;
 mod wire;
 mod ws;
 
@@ -39,4 +40,5 @@ mod ws;
 pub mod fuzzing;
 
 pub use config::{AppConfig, Cli, Config, ConfigError, LogFormat};
-pub use server::Server;
+pub use server::{Server, StartError};
+pub use tls::TlsError;

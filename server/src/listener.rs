@@ -14,13 +14,18 @@ use axum::Router;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch, Semaphore};
 
-/// Bounds on connections that are not yet WebSockets.
+use crate::tls::Tls;
+
+/// Bounds on connections that are not yet WebSockets, and TLS if the port speaks it.
 pub struct Limits {
     pub handshake_timeout: Duration,
     pub max_pending: usize,
+    /// The TLS handshake is part of the handshake phase (same timeout, same permit).
+    pub tls: Option<Arc<Tls>>,
 }
 
 /// Serves `router` until `shutdown` becomes true, then stops accepting, asks every HTTP
@@ -85,6 +90,7 @@ pub async fn serve(
         let mut shutdown = shutdown.clone();
         let done = done.clone();
         let first_byte = limits.handshake_timeout;
+        let tls = limits.tls.as_ref().map(|t| t.acceptor());
         tokio::spawn(async move {
             let _permit = permit;
             let _done = done;
@@ -98,25 +104,54 @@ pub async fn serve(
             if !spoke {
                 return;
             }
-            let conn = http
-                .serve_connection(TokioIo::new(tcp), service)
-                .with_upgrades();
-            tokio::pin!(conn);
-            tokio::select! {
-                r = conn.as_mut() => {
-                    if let Err(e) = r {
-                        tracing::debug!(error = %e, "http connection ended");
-                    }
-                }
-                _ = stopping(&mut shutdown) => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = conn.await;
-                }
+            let Some(acceptor) = tls else {
+                return serve_http(&http, tcp, service, &mut shutdown).await;
+            };
+            let handshake = tokio::select! {
+                r = tokio::time::timeout(first_byte, acceptor.accept(tcp)) => r,
+                _ = stopping(&mut shutdown) => return,
+            };
+            match handshake {
+                Ok(Ok(stream)) => serve_http(&http, stream, service, &mut shutdown).await,
+                Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+                Err(_) => tracing::debug!("TLS handshake timed out"),
             }
         });
     }
     drop(done);
     let _ = all_done.recv().await;
+}
+
+/// Serves HTTP/1.1 (and WebSocket upgrades) on one connection until it ends or shutdown asks it
+/// to finish its request.
+async fn serve_http<I, S>(
+    http: &http1::Builder,
+    io: I,
+    service: S,
+    shutdown: &mut watch::Receiver<bool>,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::HttpService<hyper::body::Incoming> + Send + 'static,
+    S::Future: Send + 'static,
+    S::ResBody: Send + 'static,
+    <S::ResBody as hyper::body::Body>::Data: Send,
+    <S::ResBody as hyper::body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let conn = http
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades();
+    tokio::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "http connection ended");
+            }
+        }
+        _ = stopping(shutdown) => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
 }
 
 /// Resolves once shutdown has begun (at once if it already has).

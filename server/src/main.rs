@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use chorus_server::Server;
-use chorus_server::{Cli, Config, ConfigError, LogFormat};
+use chorus_server::{Cli, Config, ConfigError, LogFormat, StartError};
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
@@ -42,17 +42,24 @@ fn collect_when_idle() {
 }
 
 /// Exit codes (README, "Running it"): 0 after a clean stop, 1 when the server could not start or
-/// failed while serving, 2 for an invalid configuration (as clap's own usage errors).
+/// failed while serving, 2 for an invalid configuration, TLS files included (as clap's own usage
+/// errors).
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("chorus: {}", one_line(&e));
-            let config = e.chain().any(|c| c.is::<ConfigError>());
+            let config = e
+                .chain()
+                .any(|c| c.is::<ConfigError>() || c.downcast_ref().is_some_and(is_tls));
             ExitCode::from(if config { 2 } else { 1 })
         }
     }
+}
+
+fn is_tls(e: &StartError) -> bool {
+    matches!(e, StartError::Tls(_))
 }
 
 /// The error and its causes on one line, without repeating a cause the message above it already
@@ -115,7 +122,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         let apps: Vec<String> = config.apps.iter().map(|a| a.id.clone()).collect();
         let server = Server::bind(config.clone())
             .await
-            .with_context(|| format!("binding {}:{}", config.host, config.port))?;
+            .with_context(|| format!("starting on {}:{}", config.host, config.port))?;
         tracing::info!(addr = %server.local_addr()?, apps = ?apps, "chorus listening");
         server.run(shutdown_signal()).await.context("serving")?;
         tracing::info!("stopped");

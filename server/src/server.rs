@@ -16,6 +16,7 @@ use crate::cluster::redis::{RedisAdapter, RedisSettings, RedisSetupError};
 use crate::cluster::Adapter;
 use crate::config::{AdapterKind, Config};
 use crate::state::ServerState;
+use crate::tls::{Tls, TlsError};
 use crate::{http, listener, memory, ws};
 
 /// Why the server could not start.
@@ -25,11 +26,17 @@ pub enum StartError {
     Bind(#[from] std::io::Error),
     #[error(transparent)]
     Redis(#[from] RedisSetupError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
 }
+
+/// How often the certificate files' modification times are looked at (SIGHUP reloads at once).
+const TLS_POLL: Duration = Duration::from_secs(5);
 
 /// A bound, not yet running server.
 pub struct Server {
     listener: TcpListener,
+    tls: Option<Arc<Tls>>,
     state: Arc<ServerState>,
     shutdown: watch::Sender<bool>,
 }
@@ -37,6 +44,10 @@ pub struct Server {
 impl Server {
     /// Binds `config.host:config.port` (port 0 picks a free one) and starts the configured adapter.
     pub async fn bind(config: Config) -> Result<Self, StartError> {
+        let tls = match (&config.tls_cert, &config.tls_key) {
+            (Some(cert), Some(key)) => Some(Arc::new(Tls::load(cert, key)?)),
+            _ => None,
+        };
         let listener = TcpListener::bind((config.host.as_str(), config.port)).await?;
         let apps = Arc::new(Apps::new(&config.apps));
         let adapter: Arc<dyn Adapter> = match config.adapter {
@@ -53,6 +64,7 @@ impl Server {
         let (shutdown, rx) = watch::channel(false);
         Ok(Self {
             listener,
+            tls,
             state: Arc::new(ServerState::new(config, apps, adapter, rx)),
             shutdown,
         })
@@ -70,9 +82,13 @@ impl Server {
     ) -> std::io::Result<()> {
         let Self {
             listener,
+            tls,
             state,
             shutdown,
         } = self;
+        if let Some(tls) = &tls {
+            tokio::spawn(reload_tls(Arc::clone(tls), state.shutdown.clone()));
+        }
         let app = router(Arc::clone(&state));
         tokio::spawn(sweep(Arc::clone(&state)));
         tokio::spawn(sample_memory(Arc::clone(&state)));
@@ -84,6 +100,7 @@ impl Server {
         let limits = listener::Limits {
             handshake_timeout: Duration::from_secs(state.config.handshake_timeout),
             max_pending: state.config.max_pending_connections,
+            tls,
         };
         listener::serve(listener, app, limits, state.shutdown.clone()).await;
         let grace = Duration::from_secs(state.config.shutdown_timeout);
@@ -113,6 +130,36 @@ async fn sweep(state: Arc<ServerState>) {
             app.history.sweep();
         }
         state.addresses.sweep();
+    }
+}
+
+/// Reloads the certificate on SIGHUP and when its files change; a pair that does not load is
+/// logged and the running one kept. Ends when the server shuts down.
+async fn reload_tls(tls: Arc<Tls>, mut shutdown: watch::Receiver<bool>) {
+    #[cfg(unix)]
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    loop {
+        #[cfg(unix)]
+        let sighup = async {
+            match hangup.as_mut() {
+                Some(h) => h.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let sighup = std::future::pending::<Option<()>>();
+        let force = tokio::select! {
+            _ = sighup => true,
+            _ = tokio::time::sleep(TLS_POLL) => false,
+            _ = shutdown.changed() => return,
+        };
+        match tls.reload(force) {
+            Ok(true) => tracing::info!("TLS certificate reloaded"),
+            Ok(false) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "TLS certificate not reloaded; keeping the running one")
+            }
+        }
     }
 }
 

@@ -330,3 +330,42 @@ fn an_error_is_printed_once_with_its_documented_exit_code() {
     assert_eq!(err.matches("in use").count(), 1, "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn an_unreadable_or_mismatched_tls_pair_is_a_clear_configuration_error() {
+    let dir = std::env::temp_dir().join(format!("chorus-tls-pair-{}", free_port()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = |name: &str| dir.join(name).to_string_lossy().into_owned();
+    // Two self-signed certificates, each with its own key (openssl, as an operator would).
+    for name in ["a", "b"] {
+        let status = Command::new("openssl")
+            .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"])
+            .args(["-nodes", "-days", "1", "-subj", "/CN=127.0.0.1"])
+            .args(["-keyout", &path(&format!("{name}.key"))])
+            .args(["-out", &path(&format!("{name}.pem"))])
+            .stderr(Stdio::null())
+            .status()
+            .expect("openssl must be installed (scripts/test.sh installs it)");
+        assert!(status.success());
+    }
+    let start = |cert: &str, key: &str| {
+        run_to_exit(
+            chorus()
+                .args(["--host", "127.0.0.1", "--port", "0"])
+                .args(["--tls-cert", cert, "--tls-key", key]),
+        )
+    };
+    let (code, err) = start(&path("a.pem"), &path("b.key"));
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("is not the key of certificate"), "{err}");
+    let (code, err) = start(&path("missing.pem"), &path("a.key"));
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("cannot read certificate"), "{err}");
+    let (code, err) = start(&path("a.key"), &path("a.key"));
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("no PEM certificate"), "{err}");
+    let (code, err) = run_to_exit(chorus().args(["--tls-cert", &path("a.pem")]));
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("both tls_cert and tls_key"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -58,6 +58,12 @@ pub struct Cli {
     /// Log filter in `tracing` syntax, e.g. `info` or `chorus_server=debug`; overrides RUST_LOG [default: info].
     #[arg(long, env = "CHORUS_LOG")]
     pub log: Option<String>,
+    /// PEM certificate chain: serve WebSocket and HTTP API over TLS on the same port (with --tls-key).
+    #[arg(long, env = "CHORUS_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "CHORUS_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
     /// Log lines as `text` (colours only on a terminal) or `json` (one object a line) [default: text].
     #[arg(long, env = "CHORUS_LOG_FORMAT")]
     pub log_format: Option<LogFormat>,
@@ -91,6 +97,10 @@ pub enum AdapterKind {
 pub struct Config {
     pub host: String,
     pub port: u16,
+    /// PEM certificate chain and private key: TLS on the client port (both or neither); reloaded
+    /// on SIGHUP and when the files change.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
     /// Seconds of client silence before the server sends `pusher:ping`; also sent in the handshake.
     pub activity_timeout: u64,
     /// Seconds to wait for any message after a server ping before closing with 4201.
@@ -152,6 +162,8 @@ impl Default for Config {
         Self {
             host: "0.0.0.0".into(),
             port: 6001,
+            tls_cert: None,
+            tls_key: None,
             activity_timeout: 30,
             pong_timeout: 30,
             // Pusher's: a day.
@@ -332,6 +344,12 @@ impl Config {
         if let Some(t) = cli.inactivity_timeout {
             config.inactivity_timeout = t;
         }
+        if let Some(p) = &cli.tls_cert {
+            config.tls_cert = Some(p.clone());
+        }
+        if let Some(p) = &cli.tls_key {
+            config.tls_key = Some(p.clone());
+        }
         if let Some(f) = cli.log_format {
             config.log_format = f;
         }
@@ -401,6 +419,11 @@ impl Config {
         if self.handshake_timeout == 0 || self.request_timeout == 0 {
             return invalid(
                 "handshake_timeout and request_timeout must be at least 1 second".into(),
+            );
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return invalid(
+                "set both tls_cert and tls_key (or --tls-cert and --tls-key), or neither".into(),
             );
         }
         if self.max_pending_connections == 0 {

@@ -10,6 +10,7 @@ import { existsSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import http from 'node:http';
+import https from 'node:https';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -196,9 +197,10 @@ export function renderConfig({ activityTimeout = 30, apps = [defaultApp()], sett
   return lines.join('\n');
 }
 
-function httpGetStatus(url) {
+function httpGetStatus(url, ca) {
   return new Promise((resolve) => {
-    const req = http.get(url, { timeout: 1000 }, (res) => {
+    const get = url.startsWith('https:') ? https.get : http.get;
+    const req = get(url, { timeout: 1000, ...(ca && { ca }) }, (res) => {
       res.resume();
       resolve(res.statusCode);
     });
@@ -220,7 +222,8 @@ process.on('exit', () => {
 
 /**
  * Starts a chorus process. Returns { port, httpUrl, logs(), logsSince(mark), stop() }.
- * Options: { activityTimeout, apps, settings } (see renderConfig), startTimeout (ms).
+ * Options: { activityTimeout, apps, settings } (see renderConfig), startTimeout (ms), and `ca`
+ * (PEM) when `settings` has `tls_cert`/`tls_key`: the server then speaks https and wss.
  */
 export async function startServer(options = {}) {
   if (!existsSync(CHORUS_BIN)) {
@@ -266,7 +269,7 @@ export async function startServer(options = {}) {
   const server = {
     port,
     host: HOST,
-    httpUrl: `http://${HOST}:${port}`,
+    httpUrl: `${options.settings?.tls_cert ? 'https' : 'http'}://${HOST}:${port}`,
     configPath,
     logs: () => log,
     /** A position in the output stream, for logsSince(). */
@@ -275,6 +278,8 @@ export async function startServer(options = {}) {
     get exited() {
       return exited;
     },
+    /** Sends `signal` (e.g. 'SIGHUP') to the process. */
+    signal: (signal) => child.kill(signal),
     async stop() {
       if (!exited) {
         child.kill('SIGTERM');
@@ -292,7 +297,7 @@ export async function startServer(options = {}) {
       await server.stop();
       throw new Error(`chorus exited before becoming ready (${JSON.stringify(exited)}). Output:\n${log}`);
     }
-    if ((await httpGetStatus(`${server.httpUrl}/up`)) === 200) break;
+    if ((await httpGetStatus(`${server.httpUrl}/up`, options.ca)) === 200) break;
     if (Date.now() > deadline) {
       await server.stop();
       throw new Error(`chorus did not answer 200 on GET /up within 10 s. Output:\n${log}`);

@@ -95,7 +95,10 @@ start_server() { # name
       if grep -q max_api_requests_per_second "$bin"; then
         echo 'max_api_requests_per_second = 0' >>"$OUT/chorus.toml"
       fi
-      $SERVER_PIN "$bin" --config "$OUT/chorus.toml" --host 127.0.0.1 --port "$PORT" \
+      # Builds with the admin listener get a free port for it; older ones do not know the flag.
+      local admin=()
+      grep -q admin_port "$bin" && admin=(--admin-port 0)
+      $SERVER_PIN "$bin" --config "$OUT/chorus.toml" --host 127.0.0.1 --port "$PORT" "${admin[@]}" \
         --log warn >>"$OUT/$1.log" 2>&1 &
       SERVER_PID=$! ;;
     sockudo)

@@ -32,6 +32,8 @@ async fn start(bin: &Path) -> Result<(Child, Target)> {
         .args(["--host", "127.0.0.1", "--port", &port.to_string()])
         .args(["--app-id", &target.app_id, "--app-key", &target.key])
         .args(["--app-secret", &target.secret, "--log", "warn"])
+        // A free admin port: another chorus on this machine may hold the default one.
+        .args(["--admin-port", "0"])
         .stdin(Stdio::null())
         .kill_on_drop(true)
         .spawn()

@@ -9,7 +9,7 @@
 //! | apps | [`app`] | tenants and their node-local operations |
 //! | cluster | [`cluster`] | the `Adapter` trait: one node, or several on Redis |
 //! | shared state | [`state`] | what every task holds: config, apps, adapter |
-//! | edges | [`ws`], [`http`] | the WebSocket session; the signed HTTP API and `/up`, `/metrics` (never each other) |
+//! | edges | [`ws`], [`http`], [`admin`] | the WebSocket session; the signed HTTP API and `/up`, `/ready`; the admin listener's `/metrics` (never each other) |
 //! | top | [`server`], [`listener`], [`tls`] | router, graceful shutdown, reloads; the accept loop and its bounds on connections not yet upgraded; TLS and its certificate reloads |
 //!
 //! A published event travels: the HTTP API ([`http`]) or a client event ([`ws`]) → encoded once
@@ -19,6 +19,7 @@
 //! The public surface is what the `chorus` binary and the integration tests use.
 
 mod addresses;
+mod admin;
 mod app;
 mod cluster;
 mod config;

@@ -123,7 +123,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         let server = Server::bind(config.clone())
             .await
             .with_context(|| format!("starting on {}:{}", config.host, config.port))?;
-        tracing::info!(addr = %server.local_addr()?, apps = ?apps, "chorus listening");
+        tracing::info!(addr = %server.local_addr()?, admin = %server.admin_addr()?, apps = ?apps, "chorus listening");
         server.run(shutdown_signal()).await.context("serving")?;
         tracing::info!("stopped");
         Ok(())

@@ -17,13 +17,18 @@ use crate::cluster::Adapter;
 use crate::config::{AdapterKind, Config};
 use crate::state::ServerState;
 use crate::tls::{Tls, TlsError};
-use crate::{http, listener, memory, ws};
+use crate::{admin, http, listener, memory, ws};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("cannot listen: {0}")]
     Bind(#[from] std::io::Error),
+    #[error("cannot listen on the admin address {addr}: {source}")]
+    AdminBind {
+        addr: String,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Redis(#[from] RedisSetupError),
     #[error(transparent)]
@@ -36,6 +41,7 @@ const TLS_POLL: Duration = Duration::from_secs(5);
 /// A bound, not yet running server.
 pub struct Server {
     listener: TcpListener,
+    admin: TcpListener,
     tls: Option<Arc<Tls>>,
     state: Arc<ServerState>,
     shutdown: watch::Sender<bool>,
@@ -49,6 +55,12 @@ impl Server {
             _ => None,
         };
         let listener = TcpListener::bind((config.host.as_str(), config.port)).await?;
+        let admin = TcpListener::bind((config.admin_host.as_str(), config.admin_port))
+            .await
+            .map_err(|source| StartError::AdminBind {
+                addr: format!("{}:{}", config.admin_host, config.admin_port),
+                source,
+            })?;
         let apps = Arc::new(Apps::new(&config.apps));
         let adapter: Arc<dyn Adapter> = match config.adapter {
             AdapterKind::Local => Arc::new(LocalAdapter),
@@ -64,6 +76,7 @@ impl Server {
         let (shutdown, rx) = watch::channel(false);
         Ok(Self {
             listener,
+            admin,
             tls,
             state: Arc::new(ServerState::new(config, apps, adapter, rx)),
             shutdown,
@@ -74,6 +87,11 @@ impl Server {
         self.listener.local_addr()
     }
 
+    /// The admin listener's address (`/metrics`).
+    pub fn admin_addr(&self) -> std::io::Result<SocketAddr> {
+        self.admin.local_addr()
+    }
+
     /// Serves until `signal` resolves, then stops accepting, tells every client to reconnect
     /// elsewhere (4200) and waits up to `shutdown_timeout` for connections to close.
     pub async fn run(
@@ -82,6 +100,7 @@ impl Server {
     ) -> std::io::Result<()> {
         let Self {
             listener,
+            admin,
             tls,
             state,
             shutdown,
@@ -102,7 +121,16 @@ impl Server {
             max_pending: state.config.max_pending_connections,
             tls,
         };
-        listener::serve(listener, app, limits, state.shutdown.clone()).await;
+        let admin_limits = listener::Limits {
+            handshake_timeout: limits.handshake_timeout,
+            max_pending: 64,
+            tls: None,
+        };
+        let admin_app = admin::router(Arc::clone(&state));
+        tokio::join!(
+            listener::serve(listener, app, limits, state.shutdown.clone()),
+            listener::serve(admin, admin_app, admin_limits, state.shutdown.clone()),
+        );
         let grace = Duration::from_secs(state.config.shutdown_timeout);
         if tokio::time::timeout(grace, state.connections.idle())
             .await

@@ -531,7 +531,8 @@ async fn over_its_memory_limit_the_server_is_not_ready_and_refuses_new_connectio
     let (err, code) = error_then_close(&mut ws).await;
     assert_eq!(err["code"], 4100);
     assert_eq!(code, Some(4100));
-    let (_, metrics) = get(&tight, "/metrics").await;
+    let url = format!("http://{}/metrics", tight.admin);
+    let metrics = http.get(url).send().await.unwrap().text().await.unwrap();
     assert!(
         metrics.contains("chorus_connections_refused_total{reason=\"memory\"} 1"),
         "{metrics}"

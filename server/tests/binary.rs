@@ -23,6 +23,8 @@ fn chorus() -> Command {
         }
     }
     cmd.env("NO_COLOR", "1");
+    // Several run at once: each admin listener on a free port.
+    cmd.env("CHORUS_ADMIN_PORT", "0");
     cmd
 }
 
@@ -339,7 +341,14 @@ fn an_unreadable_or_mismatched_tls_pair_is_a_clear_configuration_error() {
     // Two self-signed certificates, each with its own key (openssl, as an operator would).
     for name in ["a", "b"] {
         let status = Command::new("openssl")
-            .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"])
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+            ])
             .args(["-nodes", "-days", "1", "-subj", "/CN=127.0.0.1"])
             .args(["-keyout", &path(&format!("{name}.key"))])
             .args(["-out", &path(&format!("{name}.pem"))])
@@ -349,11 +358,12 @@ fn an_unreadable_or_mismatched_tls_pair_is_a_clear_configuration_error() {
         assert!(status.success());
     }
     let start = |cert: &str, key: &str| {
-        run_to_exit(
-            chorus()
-                .args(["--host", "127.0.0.1", "--port", "0"])
-                .args(["--tls-cert", cert, "--tls-key", key]),
-        )
+        run_to_exit(chorus().args(["--host", "127.0.0.1", "--port", "0"]).args([
+            "--tls-cert",
+            cert,
+            "--tls-key",
+            key,
+        ]))
     };
     let (code, err) = start(&path("a.pem"), &path("b.key"));
     assert_eq!(code, Some(2), "{err}");

@@ -441,7 +441,7 @@ async fn subscribing_starts_no_history_stream_publishing_does() {
     let mut c = quick_client(&server.ws_url(KEY, "protocol=7")).await;
     subscribe_and_leave(&mut c, 2000).await;
     let streams = || async {
-        let m = reqwest::get(format!("http://{}/metrics", server.addr))
+        let m = reqwest::get(format!("http://{}/metrics", server.admin))
             .await
             .unwrap()
             .text()

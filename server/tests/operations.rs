@@ -32,7 +32,7 @@ async fn up_and_metrics() {
         .await;
 
     let text = http
-        .get(format!("http://{}/metrics", server.addr))
+        .get(format!("http://{}/metrics", server.admin))
         .send()
         .await
         .unwrap()
@@ -57,6 +57,44 @@ async fn up_and_metrics() {
     assert_eq!(metric("chorus_http_requests_total{status=\"200\"}"), 2);
     assert_eq!(metric("chorus_http_requests_total{status=\"401\"}"), 1);
     assert!(text.contains("# TYPE chorus_messages_sent_total counter"));
+
+    // Not on the client port: it lists every app id.
+    let client_port = http
+        .get(format!("http://{}/metrics", server.addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(client_port.status().as_u16(), 404);
+}
+
+#[tokio::test]
+async fn the_admin_listener_requires_its_token_when_it_has_one() {
+    let server = TestServer::start_with(|c| c.admin_token = Some("s3cret-token".into())).await;
+    let http = reqwest::Client::new();
+    let metrics = format!("http://{}/metrics", server.admin);
+    let status =
+        |req: reqwest::RequestBuilder| async move { req.send().await.unwrap().status().as_u16() };
+    let refused = http.get(&metrics).send().await.unwrap();
+    assert_eq!(refused.status().as_u16(), 401);
+    assert_eq!(refused.headers()["www-authenticate"], "Bearer");
+    assert_eq!(status(http.get(&metrics).bearer_auth("wrong")).await, 401);
+    assert_eq!(
+        status(http.get(&metrics).bearer_auth("s3cret-token-")).await,
+        401
+    );
+    assert_eq!(
+        status(http.get(&metrics).bearer_auth("s3cret-token")).await,
+        200
+    );
+    // Everything on it, unknown paths too, is behind the token.
+    assert_eq!(
+        status(http.get(format!("http://{}/nope", server.admin))).await,
+        401
+    );
+    let known = http
+        .get(format!("http://{}/nope", server.admin))
+        .bearer_auth("s3cret-token");
+    assert_eq!(status(known).await, 404);
 }
 
 #[tokio::test]

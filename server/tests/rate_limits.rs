@@ -51,7 +51,7 @@ async fn first_text(ws: &mut Ws) -> serde_json::Value {
 }
 
 async fn metrics(server: &TestServer) -> String {
-    reqwest::get(format!("http://{}/metrics", server.addr))
+    reqwest::get(format!("http://{}/metrics", server.admin))
         .await
         .unwrap()
         .text()

@@ -122,8 +122,8 @@ export async function startCluster(app, mode = 'build') {
   ];
   // The app keeps history (spelled out; these are the defaults), which lives in Redis.
   const appSettings = ['history_size = 100', 'history_ttl = 300', 'history_channels = ["*"]'];
-  const a = new ChorusServer(dir, await freePort(), { name: 'chorus-a', settings, appSettings });
-  const b = new ChorusServer(dir, await freePort(), { name: 'chorus-b', settings, appSettings });
+  const a = new ChorusServer(dir, await freePort(), { name: 'chorus-a', settings, appSettings, adminPort: await freePort() });
+  const b = new ChorusServer(dir, await freePort(), { name: 'chorus-b', settings, appSettings, adminPort: await freePort() });
   await a.start();
   await b.start();
   const ws = new TcpProxy('ws', a.port);

@@ -72,9 +72,10 @@ export async function stop(child) {
  * (several nodes share one directory).
  */
 export class ChorusServer {
-  constructor(dir, port, { name = 'chorus', settings = [], appSettings = [] } = {}) {
+  constructor(dir, port, { name = 'chorus', settings = [], appSettings = [], adminPort = 0 } = {}) {
     this.dir = dir;
     this.port = port;
+    this.adminPort = adminPort;
     this.name = name;
     this.config = join(dir, `${name}.toml`);
     writeFileSync(
@@ -96,8 +97,13 @@ export class ChorusServer {
   get url() {
     return `http://127.0.0.1:${this.port}`;
   }
+  /** The admin listener (`/metrics`); give `adminPort` to know it. */
+  get adminUrl() {
+    return `http://127.0.0.1:${this.adminPort}`;
+  }
   async start() {
-    const args = ['--config', this.config, '--host', '127.0.0.1', '--port', String(this.port)];
+    const args = ['--config', this.config, '--host', '127.0.0.1', '--port', String(this.port),
+      '--admin-port', String(this.adminPort)];
     const { child, log } = start(this.name, CHORUS_BIN, args, { dir: this.dir, env: { CHORUS_LOG: 'warn' } });
     this.proc = child;
     await waitForHttp(`${this.url}/up`, 10000, child, log);
@@ -115,7 +121,7 @@ export class ChorusServer {
  */
 export async function startStack(app, mode = 'build') {
   const dir = mkdtempSync(join(tmpdir(), `chorus-example-${app}-`));
-  const chorus = new ChorusServer(dir, await freePort());
+  const chorus = new ChorusServer(dir, await freePort(), { adminPort: await freePort() });
   await chorus.start();
   const web = await startApp(dir, app, mode, { chorusUrl: chorus.url, wsPort: chorus.port });
   return {

@@ -58,6 +58,15 @@ pub struct Cli {
     /// Log filter in `tracing` syntax, e.g. `info` or `chorus_server=debug`; overrides RUST_LOG [default: info].
     #[arg(long, env = "CHORUS_LOG")]
     pub log: Option<String>,
+    /// Address of the admin listener (`/metrics`) [default: 127.0.0.1].
+    #[arg(long, env = "CHORUS_ADMIN_HOST")]
+    pub admin_host: Option<String>,
+    /// Port of the admin listener; 0 picks a free one [default: 9601].
+    #[arg(long, env = "CHORUS_ADMIN_PORT")]
+    pub admin_port: Option<u16>,
+    /// Bearer token the admin listener requires (needed when it listens beyond loopback).
+    #[arg(long, env = "CHORUS_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
     /// PEM certificate chain: serve WebSocket and HTTP API over TLS on the same port (with --tls-key).
     #[arg(long, env = "CHORUS_TLS_CERT")]
     pub tls_cert: Option<PathBuf>,
@@ -97,6 +106,10 @@ pub enum AdapterKind {
 pub struct Config {
     pub host: String,
     pub port: u16,
+    /// The admin listener (`/metrics`): loopback by default; `admin_token` is required beyond it.
+    pub admin_host: String,
+    pub admin_port: u16,
+    pub admin_token: Option<String>,
     /// PEM certificate chain and private key: TLS on the client port (both or neither); reloaded
     /// on SIGHUP and when the files change.
     pub tls_cert: Option<PathBuf>,
@@ -162,6 +175,9 @@ impl Default for Config {
         Self {
             host: "0.0.0.0".into(),
             port: 6001,
+            admin_host: "127.0.0.1".into(),
+            admin_port: 9601,
+            admin_token: None,
             tls_cert: None,
             tls_key: None,
             activity_timeout: 30,
@@ -344,6 +360,15 @@ impl Config {
         if let Some(t) = cli.inactivity_timeout {
             config.inactivity_timeout = t;
         }
+        if let Some(h) = &cli.admin_host {
+            config.admin_host = h.clone();
+        }
+        if let Some(p) = cli.admin_port {
+            config.admin_port = p;
+        }
+        if let Some(t) = &cli.admin_token {
+            config.admin_token = Some(t.clone());
+        }
         if let Some(p) = &cli.tls_cert {
             config.tls_cert = Some(p.clone());
         }
@@ -421,6 +446,16 @@ impl Config {
                 "handshake_timeout and request_timeout must be at least 1 second".into(),
             );
         }
+        if self.admin_token.as_deref().is_some_and(str::is_empty) {
+            return invalid("admin_token must not be empty".into());
+        }
+        if self.admin_token.is_none() && !is_loopback(&self.admin_host) {
+            return invalid(format!(
+                "admin_host {:?} is beyond loopback: set admin_token (CHORUS_ADMIN_TOKEN), which \
+                 scrapers then send as `Authorization: Bearer <token>`",
+                self.admin_host
+            ));
+        }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return invalid(
                 "set both tls_cert and tls_key (or --tls-cert and --tls-key), or neither".into(),
@@ -464,6 +499,15 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// Whether `host` names this machine only (`localhost`, 127.0.0.0/8, ::1).
+fn is_loopback(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_matches(['[', ']'])
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Characters allowed in ids, keys and prefixes.

@@ -102,3 +102,26 @@ fn trusted_proxies_are_cidrs() {
         .iter()
         .any(|n| n.contains(&"127.0.0.1".parse::<std::net::IpAddr>().unwrap())));
 }
+
+#[test]
+fn the_admin_listener_beyond_loopback_needs_a_token() {
+    assert!(Config::default().validate().is_ok());
+    let open = Config {
+        admin_host: "0.0.0.0".into(),
+        ..Config::default()
+    };
+    let err = open.validate().unwrap_err().to_string();
+    assert!(err.contains("admin_token"), "{err}");
+    let guarded = Config {
+        admin_token: Some("s3cret".into()),
+        ..open
+    };
+    assert!(guarded.validate().is_ok());
+    for host in ["localhost", "::1", "[::1]", "127.0.0.2"] {
+        let c = Config {
+            admin_host: host.into(),
+            ..Config::default()
+        };
+        assert!(c.validate().is_ok(), "{host}");
+    }
+}

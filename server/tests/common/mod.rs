@@ -27,6 +27,8 @@ pub const WAIT: Duration = Duration::from_secs(5);
 
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// The admin listener (`/metrics`).
+    pub admin: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     handle: JoinHandle<std::io::Result<()>>,
 }
@@ -35,6 +37,7 @@ pub fn test_config() -> Config {
     Config {
         host: "127.0.0.1".into(),
         port: 0,
+        admin_port: 0,
         apps: vec![AppConfig::development()],
         ..Config::default()
     }
@@ -50,12 +53,14 @@ impl TestServer {
         tweak(&mut config);
         let server = Server::bind(config).await.expect("bind");
         let addr = server.local_addr().expect("addr");
+        let admin = server.admin_addr().expect("admin addr");
         let (stop, stopped) = oneshot::channel::<()>();
         let handle = tokio::spawn(server.run(async move {
             let _ = stopped.await;
         }));
         Self {
             addr,
+            admin,
             stop: Some(stop),
             handle,
         }

@@ -145,6 +145,7 @@ impl Node {
             format!(
                 r#"host = "127.0.0.1"
 port = {port}
+admin_port = 0
 adapter = "redis"
 redis_url = "{redis_url}"
 redis_prefix = "{redis_prefix}"

@@ -245,7 +245,9 @@ export async function startServer(options = {}) {
     log += text;
     if (log.length > MAX_LOG_CHARS) log = log.slice(log.length - MAX_LOG_CHARS);
   };
-  const child = spawn(CHORUS_BIN, ['--config', configPath, '--host', HOST, '--port', String(port)], {
+  // Files run one after another, but an admin listener on a fixed port would still collide with
+  // anything else on this machine: a free one.
+  const child = spawn(CHORUS_BIN, ['--config', configPath, '--host', HOST, '--port', String(port), '--admin-port', '0'], {
     env: { ...process.env, RUST_LOG: process.env.RUST_LOG || 'info', NO_COLOR: '1' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

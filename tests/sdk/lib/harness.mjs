@@ -99,7 +99,7 @@ ${app}
     log: () => log,
     pusher: new Pusher({ appId: APP.id, key: APP.key, secret: APP.secret, host: HOST, port: String(port), useTLS: false }),
     async start() {
-      proc = spawn(CHORUS_BIN, ['--config', config, '--host', HOST, '--port', String(port)], {
+      proc = spawn(CHORUS_BIN, ['--config', config, '--host', HOST, '--port', String(port), '--admin-port', '0'], {
         stdio: ['ignore', 'pipe', 'pipe'],
       });
       const keep = (d) => {

@@ -103,7 +103,11 @@ impl App {
 
     /// Delivers to this node's subscribers and counts it.
     pub fn deliver_local(&self, channel: &str, frame: &Utf8Bytes, except: Option<&str>) -> usize {
+        let start = std::time::Instant::now();
         let n = self.channels.broadcast(channel, frame, except);
+        if n > 0 {
+            self.metrics.fanout.observe(start.elapsed());
+        }
         self.metrics.delivered(n, frame.len());
         n
     }

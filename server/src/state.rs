@@ -10,13 +10,14 @@ use crate::app::{Apps, ConnectionLimit};
 use crate::cluster::Adapter;
 use crate::config::Config;
 use crate::memory::MemoryGuard;
-use crate::metrics::HttpMetrics;
+use crate::metrics::{ConnectionMetrics, HttpMetrics};
 
 pub struct ServerState {
     pub config: Config,
     pub apps: Arc<Apps>,
     pub adapter: Arc<dyn Adapter>,
     pub http_metrics: HttpMetrics,
+    pub connection_metrics: ConnectionMetrics,
     /// Open WebSockets on this server (`max_connections`); graceful shutdown waits for none.
     pub connections: ConnectionLimit,
     /// Connections and connects per client address.
@@ -42,6 +43,7 @@ impl ServerState {
             config,
             adapter,
             http_metrics: HttpMetrics::default(),
+            connection_metrics: ConnectionMetrics::default(),
             shutdown,
         }
     }

@@ -54,9 +54,86 @@ async fn up_and_metrics() {
         metric("chorus_messages_received_total{app_id=\"app-id\"}"),
         2
     );
-    assert_eq!(metric("chorus_http_requests_total{status=\"200\"}"), 2);
-    assert_eq!(metric("chorus_http_requests_total{status=\"401\"}"), 1);
+    let events = "endpoint=\"/apps/{app_id}/events\"";
+    let channel = "endpoint=\"/apps/{app_id}/channels/{channel}\"";
+    assert_eq!(
+        metric(&format!(
+            "chorus_http_requests_total{{{events},status=\"200\"}}"
+        )),
+        1
+    );
+    assert_eq!(
+        metric(&format!(
+            "chorus_http_requests_total{{{events},status=\"401\"}}"
+        )),
+        1
+    );
+    assert_eq!(
+        metric(&format!(
+            "chorus_http_requests_total{{{channel},status=\"200\"}}"
+        )),
+        1
+    );
     assert!(text.contains("# TYPE chorus_messages_sent_total counter"));
+    assert_eq!(
+        metric("chorus_connections_opened_total{app_id=\"app-id\"}"),
+        2
+    );
+    assert_eq!(metric("chorus_subscriptions{app_id=\"app-id\"}"), 2);
+    assert!(metric("chorus_process_open_fds{}") > 4);
+    // One broadcast reached its two subscribers: one observation.
+    assert_eq!(
+        metric("chorus_fanout_duration_seconds_count{app_id=\"app-id\"}"),
+        1
+    );
+    assert_eq!(
+        metric("chorus_fanout_duration_seconds_bucket{app_id=\"app-id\",le=\"+Inf\"}"),
+        1
+    );
+    assert_eq!(
+        metric(&format!(
+            "chorus_http_request_duration_seconds_count{{{events}}}"
+        )),
+        2
+    );
+    assert!(text.contains("# TYPE chorus_http_request_duration_seconds histogram"));
+    // No label takes a value a client chose: the unknown channel's name is nowhere.
+    assert!(!text.contains("unsigned"), "{text}");
+
+    // Closed by the client, then by the server (4009 after a terminate is not needed: a refusal).
+    drop(a);
+    let (mut ws, _) = tokio_tungstenite::connect_async(server.ws_url("nope", "protocol=7"))
+        .await
+        .unwrap();
+    let (_, code) = error_then_close(&mut ws).await;
+    assert_eq!(code, Some(4001));
+    let closed = |text: &str, code: &str| -> u64 {
+        let key = format!("chorus_connections_closed_total{{code=\"{code}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(key.as_str()))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    let mut text = String::new();
+    for _ in 0..50 {
+        text = http
+            .get(format!("http://{}/metrics", server.admin))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if closed(&text, "client") == 1 && closed(&text, "4001") == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        (closed(&text, "client"), closed(&text, "4001")),
+        (1, 1),
+        "{text}"
+    );
 
     // Not on the client port: it lists every app id.
     let client_port = http

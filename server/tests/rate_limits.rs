@@ -208,7 +208,9 @@ async fn api_requests_over_the_apps_rate_get_429_with_retry_after() {
         "{m}"
     );
     assert!(
-        m.contains("chorus_http_requests_total{status=\"429\"} 1"),
+        m.contains(
+            "chorus_http_requests_total{endpoint=\"/apps/{app_id}/events\",status=\"429\"} 1"
+        ),
         "{m}"
     );
 }

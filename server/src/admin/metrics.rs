@@ -9,6 +9,9 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 
 use crate::app::App;
+use crate::cluster::Health;
+use crate::config::AdapterKind;
+use crate::metrics::Histogram;
 use crate::state::ServerState;
 
 pub async fn metrics(State(state): State<Arc<ServerState>>) -> Response {
@@ -81,12 +84,49 @@ fn render(state: &ServerState) -> String {
     family(
         "chorus_http_requests_total",
         "counter",
-        "HTTP API requests by response status.",
+        "HTTP API requests by endpoint (route template) and response status.",
         &mut state
             .http_metrics
-            .by_status()
-            .map(|(s, v)| (format!("status=\"{s}\""), v)),
+            .by_endpoint_and_status()
+            .into_iter()
+            .map(|(e, s, v)| (format!("endpoint=\"{e}\",status=\"{s}\""), v)),
     );
+    family(
+        "chorus_connections_opened_total",
+        "counter",
+        "WebSocket connections admitted.",
+        &mut per_app(&|a| load(&a.metrics.connections_opened)).into_iter(),
+    );
+    family(
+        "chorus_connections_closed_total",
+        "counter",
+        "WebSocket connections ended, by the close code the server sent (`client`: the client closed or dropped it; refusals at admission included).",
+        &mut state
+            .connection_metrics
+            .closed_by_code()
+            .map(|(code, v)| (format!("code=\"{code}\""), v)),
+    );
+    family(
+        "chorus_subscriptions",
+        "gauge",
+        "Channel subscriptions of this node's connections.",
+        &mut per_app(&|a| a.channels.subscriptions() as u64).into_iter(),
+    );
+    family(
+        "chorus_process_open_fds",
+        "gauge",
+        "Open file descriptors of the process (connections, listeners, Redis).",
+        &mut open_fds().map(|n| (String::new(), n)).into_iter(),
+    );
+    if state.config.adapter == AdapterKind::Redis {
+        let up = u64::from(matches!(state.adapter.health(), Health::Ok));
+        family(
+            "chorus_redis_up",
+            "gauge",
+            "Whether this node reaches Redis (0: serving its own subscribers only).",
+            &mut std::iter::once((String::new(), up)),
+        );
+    }
     state.memory.sample();
     family(
         "chorus_process_resident_bytes",
@@ -118,5 +158,44 @@ fn render(state: &ServerState) -> String {
         "Signed HTTP API requests refused with 429 (over max_api_requests_per_second).",
         &mut per_app(&|a| load(&a.metrics.api_requests_limited)).into_iter(),
     );
+    histogram(
+        &mut out,
+        "chorus_fanout_duration_seconds",
+        "Time one broadcast took to reach every local subscriber's queue or socket.",
+        apps.iter()
+            .map(|a| (format!("app_id=\"{}\"", a.config.id), &a.metrics.fanout)),
+    );
+    histogram(
+        &mut out,
+        "chorus_http_request_duration_seconds",
+        "HTTP API request latency, head received to response ready, by endpoint.",
+        state
+            .http_metrics
+            .latency()
+            .map(|(e, h)| (format!("endpoint=\"{e}\""), h)),
+    );
     out
+}
+
+/// One histogram family: `_bucket` rows per `le`, then `_sum` and `_count`, for each label set.
+fn histogram<'a>(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    series: impl Iterator<Item = (String, &'a Histogram)>,
+) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+    for (labels, h) in series {
+        let (buckets, sum, count) = h.snapshot();
+        for (le, n) in buckets {
+            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{le}\"}} {n}");
+        }
+        let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}");
+        let _ = writeln!(out, "{name}_count{{{labels}}} {count}");
+    }
+}
+
+/// Entries of `/proc/self/fd`.
+fn open_fds() -> Option<u64> {
+    Some(std::fs::read_dir("/proc/self/fd").ok()?.count() as u64)
 }

@@ -14,7 +14,7 @@ mod signed;
 
 use std::sync::Arc;
 
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::Method;
 use axum::middleware::{self, Next};
 use axum::response::Response;
@@ -43,7 +43,15 @@ pub async fn method_not_allowed(method: Method) -> ApiError {
 }
 
 async fn count_status(State(state): State<Arc<ServerState>>, req: Request, next: Next) -> Response {
+    // The route's template, never the path a client sent: labels stay a fixed set.
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned());
+    let start = std::time::Instant::now();
     let res = next.run(req).await;
-    state.http_metrics.record(res.status().as_u16());
+    state
+        .http_metrics
+        .record(route.as_deref(), res.status().as_u16(), start.elapsed());
     res
 }

@@ -274,6 +274,14 @@ impl Channels {
         out
     }
 
+    /// Subscriptions on this node, all channels together (for `/metrics`).
+    pub fn subscriptions(&self) -> usize {
+        self.map
+            .iter()
+            .map(|e| e.value().state.read().subscribers.len())
+            .sum()
+    }
+
     /// Local subscription count of every channel.
     pub fn subscription_counts(&self) -> Vec<(String, usize)> {
         let channels: Vec<Arc<Channel>> = self.map.iter().map(|e| Arc::clone(e.value())).collect();

@@ -21,6 +21,7 @@ mod writer;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -141,6 +142,13 @@ async fn serve(socket: WebSocket, state: Arc<ServerState>, request: ConnectReque
     let (end, _permits) = match admit(&state, &request) {
         Err(e) => (Some(e), None),
         Ok((app, permits)) => {
+            state
+                .connection_metrics
+                .opened
+                .fetch_add(1, Ordering::Relaxed);
+            app.metrics
+                .connections_opened
+                .fetch_add(1, Ordering::Relaxed);
             let mut session = Session::new(Arc::clone(&state), app, conn.clone());
             let end = session.run(stream).await;
             session.cleanup().await;
@@ -150,6 +158,9 @@ async fn serve(socket: WebSocket, state: Arc<ServerState>, request: ConnectReque
     if let Some(err) = &end {
         tracing::debug!(socket_id = conn.socket_id(), error = %err, "closing connection");
     }
+    state
+        .connection_metrics
+        .closed(end.as_ref().map(ConnectionError::close_code));
     conn.finish(end);
     drop(conn);
     // The writer bounds its own goodbye; this also bounds a write it was in the middle of.

@@ -354,6 +354,10 @@ fn read_error(e: axum::Error, max_kb: usize) -> Option<ConnectionError> {
             Some(ConnectionError::MessageTooLarge(max_kb * 1024))
         }
         Some(tungstenite::Error::Utf8(_)) => Some(ConnectionError::InvalidUtf8),
+        // The client went away without a close frame: nothing to answer, nobody to answer to.
+        Some(tungstenite::Error::Protocol(
+            tungstenite::error::ProtocolError::ResetWithoutClosingHandshake,
+        )) => None,
         Some(tungstenite::Error::Protocol(e)) => {
             Some(ConnectionError::ProtocolViolation(quoted(&e.to_string())))
         }

@@ -5,6 +5,8 @@
 #   1b. Fuzz: every cargo fuzz target briefly (scripts/fuzz.sh runs them longer)
 #   2. Bench smoke: each load scenario of bench/ for a second or two (no message lost, no error)
 #   3. JS: the real pusher-js, laravel-echo and pusher npm packages against the built chorus binary
+#      (over TLS, and through nginx with deploy/nginx/chorus.conf); deploy/test.sh: the other
+#      deployment files with systemd-analyze and a real supervisord
 #   4. SDK: the wasm toolchain, then the browser SDK built and tested in Node and headless Chromium
 #   5. Examples: the Vue and React chat apps with their backend, two users in headless Chromium
 # Called by .ci/run. Each stage is bounded in time.
@@ -14,7 +16,9 @@ source scripts/lib.sh
 need_rust
 need_node
 need_apt redis-server redis-server   # cluster tests start their own redis-server on a free loopback port
-need_apt openssl openssl             # the SDK tests make a self-signed certificate for a wss:// server
+need_apt openssl openssl             # the SDK and TLS tests make certificates for wss:// servers
+need_apt nginx nginx                 # tests/js/nginx.test.mjs: deploy/nginx in front of two nodes
+need_apt supervisord supervisor      # deploy/test.sh: the supervisor program section, run for real
 
 log "rust: format and lints"
 cargo fmt --all -- --check
@@ -37,6 +41,9 @@ timeout 300 target/debug/chorus-bench smoke --server-bin "$CHORUS_BIN"
 
 log "js: pusher-js, laravel-echo and pusher SDK against chorus"
 (cd tests/js && timeout 300 npm ci --no-audit --no-fund --loglevel=error && timeout 600 npm test)
+
+log "deploy: the example config, the systemd unit (systemd-analyze verify), supervisor for real"
+timeout 120 bash deploy/test.sh
 
 log "sdk: wasm toolchain (skips what is installed)"
 timeout 1800 bash scripts/install-wasm-toolchain.sh

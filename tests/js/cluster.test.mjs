@@ -8,9 +8,7 @@
 // Everything listens on 127.0.0.1 (free ports); after() stops both nodes and Redis.
 
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after, afterEach, before, test } from 'node:test';
@@ -24,7 +22,6 @@ import {
   barrier,
   connected,
   delay,
-  freePort,
   json,
   sdkChannelAuthorizer,
   serverSdk,
@@ -32,75 +29,7 @@ import {
   subscribed,
   waitUntil,
 } from './lib/harness.mjs';
-
-const REDIS_SERVER = process.env.REDIS_SERVER || 'redis-server';
-
-// ---------------------------------------------------------------------------
-// redis-server and the two nodes
-// ---------------------------------------------------------------------------
-
-let redisChild = null;
-process.on('exit', () => redisChild?.kill('SIGKILL'));
-
-/** Answers true if a redis-server on `port` replies +PONG to PING within 500 ms. */
-function redisPing(port) {
-  return new Promise((resolve) => {
-    const sock = net.connect({ host: HOST, port });
-    let reply = '';
-    const done = (ok) => {
-      sock.destroy();
-      resolve(ok);
-    };
-    sock.setTimeout(500, () => done(false));
-    sock.on('error', () => done(false));
-    sock.on('connect', () => sock.write('PING\r\n'));
-    sock.on('data', (d) => {
-      reply += d.toString();
-      if (reply.includes('\r\n')) done(reply.startsWith('+PONG'));
-    });
-  });
-}
-
-/** A throwaway redis-server without persistence on a free loopback port. */
-async function startRedis(dir) {
-  const port = await freePort();
-  let output = '';
-  const child = spawn(
-    REDIS_SERVER,
-    ['--port', String(port), '--bind', HOST, '--save', '', '--appendonly', 'no', '--dir', dir],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  redisChild = child;
-  child.stdout.on('data', (d) => (output += d));
-  child.stderr.on('data', (d) => (output += d));
-  let exited = null;
-  const exitPromise = new Promise((resolve) => {
-    child.on('exit', (code, signal) => resolve((exited = { code, signal })));
-    child.on('error', (error) => resolve((exited = { error: error.message })));
-  });
-  const redis = {
-    port,
-    url: `redis://${HOST}:${port}`,
-    async stop() {
-      if (!exited) {
-        child.kill('SIGKILL');
-        await exitPromise;
-      }
-    },
-  };
-  const deadline = Date.now() + 10000;
-  while (!(await redisPing(port))) {
-    if (exited || Date.now() > deadline) {
-      await redis.stop();
-      throw new Error(
-        `redis-server (${REDIS_SERVER}) did not answer PING on ${port} (${JSON.stringify(exited)}); ` +
-          `is it installed (apt-get install redis-server)? Output:\n${output}`,
-      );
-    }
-    await delay(50);
-  }
-  return redis;
-}
+import { startRedis } from './lib/redis.mjs';
 
 const cluster = { dir: null, redis: null, a: null, b: null, sdkA: null, sdkB: null };
 let closers = [];

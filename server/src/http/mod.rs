@@ -44,14 +44,13 @@ pub async fn method_not_allowed(method: Method) -> ApiError {
 
 async fn count_status(State(state): State<Arc<ServerState>>, req: Request, next: Next) -> Response {
     // The route's template, never the path a client sent: labels stay a fixed set.
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned());
+    let route = req.extensions().get::<MatchedPath>().cloned();
     let start = std::time::Instant::now();
     let res = next.run(req).await;
-    state
-        .http_metrics
-        .record(route.as_deref(), res.status().as_u16(), start.elapsed());
+    state.http_metrics.record(
+        route.as_ref().map(MatchedPath::as_str),
+        res.status().as_u16(),
+        start.elapsed(),
+    );
     res
 }

@@ -19,6 +19,7 @@ use crate::hub::history::{
 };
 use crate::hub::outbound::ConnHandle;
 use crate::hub::presence::PresenceMember;
+use crate::hub::tap::Tap;
 use crate::hub::users::Users;
 use crate::metrics::AppMetrics;
 use crate::rate::RateLimiter;
@@ -31,6 +32,8 @@ pub struct App {
     pub history: History,
     pub metrics: AppMetrics,
     pub connections: ConnectionLimit,
+    /// Copies of delivered events for the dashboard's console.
+    pub tap: Tap,
     /// Signed HTTP API requests (`max_api_requests_per_second`).
     api_requests: parking_lot::Mutex<RateLimiter>,
 }
@@ -80,6 +83,7 @@ impl App {
             config,
             users: Users::default(),
             metrics: AppMetrics::default(),
+            tap: Tap::default(),
         }
     }
 
@@ -107,6 +111,9 @@ impl App {
         let n = self.channels.broadcast(channel, frame, except);
         if n > 0 {
             self.metrics.fanout.observe(start.elapsed());
+        }
+        if self.tap.watching() {
+            self.tap.send(channel, frame, n);
         }
         self.metrics.delivered(n, frame.len());
         n

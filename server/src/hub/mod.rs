@@ -21,10 +21,12 @@
 //! - [`presence`]: presence members (users, not connections).
 //! - [`history`]: recent events per channel with positions, for recovery.
 //! - [`users`]: signed-in connections per user id.
+//! - [`tap`]: copies of delivered events for the dashboard's console (free while unwatched).
 
 pub mod channels;
 pub mod gate;
 pub mod history;
 pub mod outbound;
 pub mod presence;
+pub mod tap;
 pub mod users;

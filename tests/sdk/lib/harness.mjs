@@ -69,7 +69,7 @@ async function httpStatus(url) {
  * `freeze()`/`thaw()` send SIGSTOP/SIGCONT. `config`: more top-level TOML lines (e.g. the Redis
  * adapter), `app`: more lines for the app (e.g. `history_size = 10`).
  */
-export async function chorus({ activityTimeout = 30, config: extra = '', app = '' } = {}) {
+export async function chorus({ activityTimeout = 30, config: extra = '', app = '', adminPort = 0 } = {}) {
   if (!existsSync(CHORUS_BIN)) throw new Error(`chorus binary missing at ${CHORUS_BIN}: run cargo build -p chorus-server`);
   const dir = await mkdtemp(path.join(os.tmpdir(), 'chorus-sdk-'));
   const config = path.join(dir, 'chorus.toml');
@@ -96,10 +96,11 @@ ${app}
   let log = '';
   const srv = {
     port,
+    adminPort,
     log: () => log,
     pusher: new Pusher({ appId: APP.id, key: APP.key, secret: APP.secret, host: HOST, port: String(port), useTLS: false }),
     async start() {
-      proc = spawn(CHORUS_BIN, ['--config', config, '--host', HOST, '--port', String(port), '--admin-port', '0'], {
+      proc = spawn(CHORUS_BIN, ['--config', config, '--host', HOST, '--port', String(port), '--admin-port', String(adminPort)], {
         stdio: ['ignore', 'pipe', 'pipe'],
       });
       const keep = (d) => {

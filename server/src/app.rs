@@ -152,6 +152,7 @@ impl App {
     ) -> Subscribed {
         if !self.history.applies_to(channel) {
             let recovery = recover.map(|_| recovery_unavailable());
+            self.metrics.recovery(recovery.as_ref());
             let extras = SucceededExtras {
                 position: None,
                 recovery: recovery.as_ref(),
@@ -171,6 +172,7 @@ impl App {
         };
         let register = |top: StreamPosition, result: Option<Result<Vec<Utf8Bytes>, _>>| {
             let recovery = result.as_ref().map(recovery_outcome);
+            self.metrics.recovery(recovery.as_ref());
             let extras = SucceededExtras {
                 position: Some(&top),
                 recovery: recovery.as_ref(),

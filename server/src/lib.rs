@@ -40,6 +40,6 @@ mod ws;
 #[doc(hidden)]
 pub mod fuzzing;
 
-pub use config::{AppConfig, Cli, Config, ConfigError, LogFormat};
+pub use config::{AdapterKind, AppConfig, Cli, Config, ConfigError, LogFormat};
 pub use server::{Server, StartError};
 pub use tls::TlsError;

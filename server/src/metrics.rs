@@ -6,6 +6,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use chorus_protocol::frame::Recovery;
+
 #[derive(Default)]
 pub struct AppMetrics {
     /// Frames received from clients.
@@ -20,9 +22,59 @@ pub struct AppMetrics {
     pub connections_opened: AtomicU64,
     /// How long one broadcast took to reach every local subscriber's queue or socket.
     pub fanout: Histogram,
+    /// Recoveries asked for, by outcome ([`RECOVERY_OUTCOMES`]).
+    recoveries: [AtomicU64; RECOVERY_OUTCOMES.len()],
+    /// Subscriptions refused, by the error's type ([`REFUSAL_TYPES`]).
+    refusals: [AtomicU64; REFUSAL_TYPES.len()],
 }
 
+/// `recovered`, then the reasons a recovery fails (as clients see them).
+pub const RECOVERY_OUTCOMES: [&str; 5] = [
+    "recovered",
+    "expired",
+    "epoch_changed",
+    "unavailable",
+    "rate_limited",
+];
+
+/// The `type` of a `pusher:subscription_error`.
+pub const REFUSAL_TYPES: [&str; 2] = ["AuthError", "LimitReached"];
+
 impl AppMetrics {
+    /// Counts the outcome of a recovery that was asked for.
+    pub fn recovery(&self, outcome: Option<&Recovery>) {
+        let Some(r) = outcome else { return };
+        let label = if r.recovered {
+            "recovered"
+        } else {
+            r.reason.as_deref().unwrap_or("unavailable")
+        };
+        if let Some(i) = RECOVERY_OUTCOMES.iter().position(|o| *o == label) {
+            self.recoveries[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn recoveries(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        RECOVERY_OUTCOMES
+            .iter()
+            .copied()
+            .zip(self.recoveries.iter().map(|c| c.load(Ordering::Relaxed)))
+    }
+
+    /// Counts a refused subscription by its error's `type`.
+    pub fn refused(&self, kind: &str) {
+        if let Some(i) = REFUSAL_TYPES.iter().position(|t| *t == kind) {
+            self.refusals[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn refusals(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        REFUSAL_TYPES
+            .iter()
+            .copied()
+            .zip(self.refusals.iter().map(|c| c.load(Ordering::Relaxed)))
+    }
+
     pub fn received(&self, bytes: usize) {
         self.messages_in.fetch_add(1, Ordering::Relaxed);
         self.bytes_in.fetch_add(bytes as u64, Ordering::Relaxed);

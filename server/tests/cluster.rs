@@ -452,3 +452,52 @@ async fn the_presence_member_limit_holds_across_nodes() {
     let mut u1_again = b.connect().await;
     u1_again.subscribe_presence(room, "1", json!({})).await;
 }
+
+#[tokio::test]
+async fn a_cluster_node_labels_its_metrics_and_reports_its_redis_queue() {
+    let redis = Redis::start();
+    let url = redis.url();
+    let server = TestServer::start_with(move |c| {
+        c.adapter = chorus_server::AdapterKind::Redis;
+        c.redis_url = url;
+    })
+    .await;
+    let mut c = server.connect().await;
+    c.subscribe("m").await;
+    let metrics = format!("http://{}/metrics", server.admin);
+    let start = Instant::now();
+    let text = loop {
+        let t = reqwest::get(&metrics).await.unwrap().text().await.unwrap();
+        if t.contains("chorus_redis_up{node=") && t.contains("} 1\n") {
+            break t;
+        }
+        assert!(start.elapsed() < WAIT, "no chorus_redis_up in:\n{t}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let node = text
+        .lines()
+        .find_map(|l| l.strip_prefix("chorus_redis_up{node=\""))
+        .and_then(|rest| rest.split('"').next())
+        .expect("a node label")
+        .to_owned();
+    assert!(
+        text.contains(&format!("chorus_redis_up{{node=\"{node}\"}} 1")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "chorus_connections{{node=\"{node}\",app_id=\"app-id\"}} 1"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("chorus_redis_write_queue{{node=\"{node}\"}} ")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "chorus_redis_writes_dropped_total{{node=\"{node}\"}} 0"
+        )),
+        "{text}"
+    );
+}

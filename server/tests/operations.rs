@@ -97,6 +97,31 @@ async fn up_and_metrics() {
         2
     );
     assert!(text.contains("# TYPE chorus_http_request_duration_seconds histogram"));
+    // A refused subscription and a recovery that cannot be served, counted by kind.
+    b.send(json!({"event":"pusher:subscribe","data":{"channel":"private-x","auth":"app-key:bad"}}))
+        .await;
+    b.expect_event("pusher:subscription_error").await;
+    b.send(json!({"event":"pusher:subscribe","data":{"channel":"r","recover":{"epoch":"gone","offset":3}}}))
+        .await;
+    b.expect_event("pusher_internal:subscription_succeeded")
+        .await;
+    let text = http
+        .get(format!("http://{}/metrics", server.admin))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains("chorus_subscriptions_refused_total{app_id=\"app-id\",type=\"AuthError\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("chorus_recoveries_total{app_id=\"app-id\",outcome=\"epoch_changed\"} 1"),
+        "{text}"
+    );
+    assert!(!text.contains("node=\""), "no node label on a single node");
     // No label takes a value a client chose: the unknown channel's name is nowhere.
     assert!(!text.contains("unsigned"), "{text}");
 

@@ -25,10 +25,15 @@ pub async fn metrics(State(state): State<Arc<ServerState>>) -> Response {
 /// Renders all metrics.
 fn render(state: &ServerState) -> String {
     let mut out = String::new();
+    // In a cluster every sample says which node it is from (the id the node made itself).
+    let node = state.adapter.node();
+    let node_label = node.as_ref().map(|n| format!("node=\"{}\"", n.id));
+    let node_label = node_label.as_deref();
     let mut family =
         |name: &str, kind: &str, help: &str, rows: &mut dyn Iterator<Item = (String, u64)>| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
             for (labels, v) in rows {
+                let labels = with_node(node_label, &labels);
                 let _ = writeln!(out, "{name}{{{labels}}} {v}");
             }
         };
@@ -118,6 +123,40 @@ fn render(state: &ServerState) -> String {
         "Open file descriptors of the process (connections, listeners, Redis).",
         &mut open_fds().map(|n| (String::new(), n)).into_iter(),
     );
+    let per_app_pairs = |f: &dyn Fn(&App) -> Vec<(&'static str, u64)>, key: &str| {
+        apps.iter()
+            .flat_map(|a| {
+                f(a).into_iter()
+                    .map(move |(v, n)| (format!("app_id=\"{}\",{key}=\"{v}\"", a.config.id), n))
+            })
+            .collect::<Vec<_>>()
+    };
+    family(
+        "chorus_recoveries_total",
+        "counter",
+        "Subscriptions that asked to recover missed events, by outcome (recovered, expired, epoch_changed, unavailable, rate_limited).",
+        &mut per_app_pairs(&|a| a.metrics.recoveries().collect(), "outcome").into_iter(),
+    );
+    family(
+        "chorus_subscriptions_refused_total",
+        "counter",
+        "Subscriptions refused, by pusher:subscription_error type (AuthError, LimitReached).",
+        &mut per_app_pairs(&|a| a.metrics.refusals().collect(), "type").into_iter(),
+    );
+    if let Some(n) = &node {
+        family(
+            "chorus_redis_write_queue",
+            "gauge",
+            "Writes (publishes, count updates) queued for Redis.",
+            &mut std::iter::once((String::new(), n.write_queue as u64)),
+        );
+        family(
+            "chorus_redis_writes_dropped_total",
+            "counter",
+            "Writes dropped because the queue for Redis was full (cross-node messages lost).",
+            &mut std::iter::once((String::new(), n.writes_dropped)),
+        );
+    }
     if state.config.adapter == AdapterKind::Redis {
         let up = u64::from(matches!(state.adapter.health(), Health::Ok));
         family(
@@ -160,6 +199,7 @@ fn render(state: &ServerState) -> String {
     );
     histogram(
         &mut out,
+        node_label,
         "chorus_fanout_duration_seconds",
         "Time one broadcast took to reach every local subscriber's queue or socket.",
         apps.iter()
@@ -167,6 +207,7 @@ fn render(state: &ServerState) -> String {
     );
     histogram(
         &mut out,
+        node_label,
         "chorus_http_request_duration_seconds",
         "HTTP API request latency, head received to response ready, by endpoint.",
         state
@@ -180,18 +221,29 @@ fn render(state: &ServerState) -> String {
 /// One histogram family: `_bucket` rows per `le`, then `_sum` and `_count`, for each label set.
 fn histogram<'a>(
     out: &mut String,
+    node: Option<&str>,
     name: &str,
     help: &str,
     series: impl Iterator<Item = (String, &'a Histogram)>,
 ) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
     for (labels, h) in series {
+        let labels = with_node(node, &labels);
         let (buckets, sum, count) = h.snapshot();
         for (le, n) in buckets {
             let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{le}\"}} {n}");
         }
         let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}");
         let _ = writeln!(out, "{name}_count{{{labels}}} {count}");
+    }
+}
+
+/// `labels` with the node's label in front, if there is one.
+fn with_node(node: Option<&str>, labels: &str) -> String {
+    match (node, labels.is_empty()) {
+        (None, _) => labels.to_owned(),
+        (Some(n), true) => n.to_owned(),
+        (Some(n), false) => format!("{n},{labels}"),
     }
 }
 

@@ -86,4 +86,18 @@ pub trait Adapter: Send + Sync + 'static {
     fn health(&self) -> Health {
         Health::Ok
     }
+
+    /// This node's place in a cluster, for `/metrics` (`None`: a single node).
+    fn node(&self) -> Option<NodeStats> {
+        None
+    }
+}
+
+/// A cluster node's identity and its queue of writes to the others.
+pub struct NodeStats {
+    pub id: String,
+    /// Writes (publishes, count updates) queued for Redis.
+    pub write_queue: usize,
+    /// Writes dropped because that queue was full.
+    pub writes_dropped: u64,
 }

@@ -258,6 +258,7 @@ impl Session {
     }
 
     fn refuse(&self, channel: &str, e: &SubscriptionError) {
+        self.app.metrics.refused(e.kind());
         tracing::debug!(socket_id = self.conn.socket_id(), channel, error = %e, "subscription refused");
         self.conn.send(&wire::subscription_error(channel, e));
     }

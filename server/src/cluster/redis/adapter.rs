@@ -14,7 +14,7 @@ use super::membership;
 use super::scripts::{Join, ReadHistory, Scripts, OP_TIMEOUT};
 use super::writer::{Op, Writer};
 use crate::app::{App, Apps, HistoryPage, Publish};
-use crate::cluster::adapter::{Adapter, Health};
+use crate::cluster::adapter::{Adapter, Health, NodeStats};
 use crate::error::{AdapterError, SubscriptionError};
 use crate::hub::channels::{Announce, ChannelInfo, Left, Subscribed, SucceededExtras};
 use crate::hub::history::{recovery_outcome, recovery_unavailable, Recover};
@@ -228,6 +228,7 @@ impl Inner {
         } else {
             (None, recover.map(|_| recovery_unavailable()), Vec::new())
         };
+        app.metrics.recovery(recovery.as_ref());
         let extras = SucceededExtras {
             position: top.as_ref(),
             recovery: recovery.as_ref(),
@@ -421,5 +422,13 @@ impl Adapter for RedisAdapter {
 
     fn health(&self) -> Health {
         self.inner.scripts.health().health()
+    }
+
+    fn node(&self) -> Option<NodeStats> {
+        Some(NodeStats {
+            id: self.inner.scripts.node().to_owned(),
+            write_queue: self.inner.writer.queued(),
+            writes_dropped: self.inner.writer.dropped(),
+        })
     }
 }

@@ -2,7 +2,7 @@
 //! subscription counts, the state rewrite) goes through one queue and one task, so Redis sees
 //! them in the order they happened. Writes are sent as pipelines of up to [`BATCH`].
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use axum::extract::ws::Utf8Bytes;
@@ -49,6 +49,7 @@ pub struct Writer {
     ops: mpsc::Sender<Op>,
     node: Arc<str>,
     dropped_warned: Arc<AtomicBool>,
+    dropped: Arc<AtomicU64>,
 }
 
 impl Writer {
@@ -59,14 +60,26 @@ impl Writer {
             ops,
             node: scripts.node().into(),
             dropped_warned: Arc::new(AtomicBool::new(false)),
+            dropped: Arc::new(AtomicU64::new(0)),
         };
         tokio::spawn(write_loop(scripts, apps, writer.downgrade(), rx));
         writer
     }
 
+    /// Writes waiting to be sent.
+    pub fn queued(&self) -> usize {
+        QUEUE - self.ops.capacity()
+    }
+
+    /// Writes dropped so far because the queue was full.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
     /// Queues a write; gives it back when the queue is full.
     pub fn enqueue(&self, op: Op) -> Result<(), Op> {
         self.ops.try_send(op).map_err(|e| {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
             if !self.dropped_warned.swap(true, Ordering::Relaxed) {
                 tracing::warn!(
                     "redis write queue full: dropping cross-node messages until it drains"
@@ -98,6 +111,7 @@ impl Writer {
             ops: self.ops.downgrade(),
             node: Arc::clone(&self.node),
             dropped_warned: Arc::clone(&self.dropped_warned),
+            dropped: Arc::clone(&self.dropped),
         }
     }
 }
@@ -108,6 +122,7 @@ struct WeakWriter {
     ops: mpsc::WeakSender<Op>,
     node: Arc<str>,
     dropped_warned: Arc<AtomicBool>,
+    dropped: Arc<AtomicU64>,
 }
 
 impl WeakWriter {
@@ -116,6 +131,7 @@ impl WeakWriter {
             ops: self.ops.upgrade()?,
             node: Arc::clone(&self.node),
             dropped_warned: Arc::clone(&self.dropped_warned),
+            dropped: Arc::clone(&self.dropped),
         })
     }
 }

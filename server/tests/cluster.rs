@@ -500,4 +500,23 @@ async fn a_cluster_node_labels_its_metrics_and_reports_its_redis_queue() {
         )),
         "{text}"
     );
+    assert!(
+        text.contains(&format!("chorus_cluster_nodes{{node=\"{node}\"}} 1")),
+        "{text}"
+    );
+    let rtt_key = format!("chorus_redis_round_trip_seconds{{node=\"{node}\"}} ");
+    let rtt: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix(rtt_key.as_str()))
+        .and_then(|v| v.parse().ok())
+        .expect("a round trip");
+    assert!(rtt > 0.0 && rtt < 1.0, "{rtt}");
+    let stats: Value = reqwest::get(format!("http://{}/dashboard/stats", server.admin))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stats["cluster"]["node"], node.as_str());
+    assert_eq!(stats["cluster"]["nodes"], json!([node]));
 }

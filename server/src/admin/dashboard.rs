@@ -79,6 +79,15 @@ pub async fn stats(State(state): State<Arc<ServerState>>) -> Json<Value> {
         Health::Degraded(reason) => json!({"status": "degraded", "reason": reason}),
     };
     state.memory.sample();
+    // In a cluster: this node's id, the nodes alive at the last heartbeat, the Redis round trip.
+    let cluster = state.adapter.node().map(|n| {
+        json!({
+            "node": n.id,
+            "nodes": n.nodes,
+            "round_trip_ms": n.round_trip.as_secs_f64() * 1e3,
+            "write_queue": n.write_queue,
+        })
+    });
     Json(json!({
         "time_ms": now_ms(),
         "node": {
@@ -87,6 +96,7 @@ pub async fn stats(State(state): State<Arc<ServerState>>) -> Json<Value> {
             "rss_bytes": state.memory.rss(),
             "shutting_down": state.is_shutting_down(),
         },
+        "cluster": cluster,
         "apps": apps,
     }))
 }

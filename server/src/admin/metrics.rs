@@ -151,6 +151,12 @@ fn render(state: &ServerState) -> String {
             &mut std::iter::once((String::new(), n.write_queue as u64)),
         );
         family(
+            "chorus_cluster_nodes",
+            "gauge",
+            "Nodes alive in the cluster at the last heartbeat (this one included).",
+            &mut std::iter::once((String::new(), n.nodes.len() as u64)),
+        );
+        family(
             "chorus_redis_writes_dropped_total",
             "counter",
             "Writes dropped because the queue for Redis was full (cross-node messages lost).",
@@ -197,6 +203,16 @@ fn render(state: &ServerState) -> String {
         "Signed HTTP API requests refused with 429 (over max_api_requests_per_second).",
         &mut per_app(&|a| load(&a.metrics.api_requests_limited)).into_iter(),
     );
+    if let Some(n) = &node {
+        let _ = writeln!(
+            out,
+            "# HELP chorus_redis_round_trip_seconds The last heartbeat's round trip to Redis.\n\
+             # TYPE chorus_redis_round_trip_seconds gauge\n\
+             chorus_redis_round_trip_seconds{{{}}} {}",
+            with_node(node_label, ""),
+            n.round_trip.as_secs_f64()
+        );
+    }
     histogram(
         &mut out,
         node_label,

@@ -100,4 +100,8 @@ pub struct NodeStats {
     pub write_queue: usize,
     /// Writes dropped because that queue was full.
     pub writes_dropped: u64,
+    /// The last heartbeat's round trip to Redis.
+    pub round_trip: std::time::Duration,
+    /// The nodes alive at the last heartbeat (this one included), sorted.
+    pub nodes: Vec<String>,
 }

@@ -429,6 +429,8 @@ impl Adapter for RedisAdapter {
             id: self.inner.scripts.node().to_owned(),
             write_queue: self.inner.writer.queued(),
             writes_dropped: self.inner.writer.dropped(),
+            round_trip: self.inner.scripts.health().round_trip(),
+            nodes: self.inner.scripts.health().nodes(),
         })
     }
 }

@@ -1,7 +1,9 @@
 //! Whether this node's link to Redis works: the pub/sub subscription and the last command.
-//! Every Redis call reports here; `/up` reads it.
+//! Every Redis call reports here; `/up` reads it. The heartbeat also leaves what it saw: its
+//! round trip and the nodes alive, for `/metrics` and the dashboard.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
 
 use parking_lot::Mutex;
 
@@ -11,6 +13,8 @@ pub struct LinkHealth {
     subscribed: AtomicBool,
     commands_ok: AtomicBool,
     last_error: Mutex<String>,
+    round_trip_us: AtomicU64,
+    nodes: Mutex<Vec<String>>,
 }
 
 impl LinkHealth {
@@ -19,7 +23,27 @@ impl LinkHealth {
             subscribed: AtomicBool::new(false),
             commands_ok: AtomicBool::new(false),
             last_error: Mutex::new("connecting to Redis".into()),
+            round_trip_us: AtomicU64::new(0),
+            nodes: Mutex::new(Vec::new()),
         }
+    }
+
+    /// What a heartbeat saw: how long it took and which nodes are alive.
+    pub fn heartbeat(&self, took: Duration, mut nodes: Vec<String>) {
+        self.round_trip_us
+            .store(took.as_micros() as u64, Ordering::Relaxed);
+        nodes.sort();
+        *self.nodes.lock() = nodes;
+    }
+
+    /// The last heartbeat's round trip.
+    pub fn round_trip(&self) -> Duration {
+        Duration::from_micros(self.round_trip_us.load(Ordering::Relaxed))
+    }
+
+    /// The nodes alive at the last heartbeat.
+    pub fn nodes(&self) -> Vec<String> {
+        self.nodes.lock().clone()
     }
 
     /// Records a failure; logged as an error once per outage, then at debug level.

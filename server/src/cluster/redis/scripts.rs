@@ -207,7 +207,13 @@ impl Scripts {
 
     /// Returns whether this node's state was still in Redis.
     pub async fn heartbeat(&self) -> Result<bool, AdapterError> {
-        let existed: i64 = self.run(&self.heartbeat, &[&self.node]).await?;
+        let start = std::time::Instant::now();
+        let (existed, mut nodes): (i64, Vec<String>) =
+            self.run(&self.heartbeat, &[&self.node]).await?;
+        if !nodes.contains(&self.node) {
+            nodes.push(self.node.clone());
+        }
+        self.health.heartbeat(start.elapsed(), nodes);
         Ok(existed == 1)
     }
 

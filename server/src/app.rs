@@ -12,7 +12,7 @@ use chorus_protocol::ChannelKind;
 use serde_json::value::RawValue;
 use tokio::sync::Notify;
 
-use crate::config::AppConfig;
+use crate::config::{AppConfig, WebhookKind};
 use crate::hub::channels::{Announce, Channels, Subscribed, SucceededExtras};
 use crate::hub::history::{
     recovery_outcome, recovery_unavailable, History, HistoryPolicy, Recover, Stream, StreamSlot,
@@ -23,6 +23,8 @@ use crate::hub::tap::Tap;
 use crate::hub::users::Users;
 use crate::metrics::AppMetrics;
 use crate::rate::RateLimiter;
+use crate::webhooks::edges::{Edge, Edges};
+use crate::webhooks::{Event, Webhooks};
 use crate::wire;
 
 pub struct App {
@@ -34,6 +36,11 @@ pub struct App {
     pub connections: ConnectionLimit,
     /// Copies of delivered events for the dashboard's console.
     pub tap: Tap,
+    pub webhooks: Webhooks,
+    /// This node's occupied channels and presence users, counted for the single-node adapter's
+    /// webhooks (a cluster adapter learns the cluster-wide transitions from Redis).
+    occupancy: Edges,
+    members: Edges,
     /// Signed HTTP API requests (`max_api_requests_per_second`).
     api_requests: parking_lot::Mutex<RateLimiter>,
 }
@@ -72,8 +79,12 @@ impl HistoryPage {
 }
 
 impl App {
-    pub fn new(config: AppConfig) -> Self {
+    /// With `client`, the app's webhooks start delivering (inside a tokio runtime).
+    pub fn new(config: AppConfig, client: Option<&reqwest::Client>) -> Self {
         Self {
+            webhooks: Webhooks::start(&config, client),
+            occupancy: Edges::default(),
+            members: Edges::default(),
             history: History::new(HistoryPolicy::of(&config)),
             connections: ConnectionLimit::new(config.max_connections),
             api_requests: parking_lot::Mutex::new(RateLimiter::new(
@@ -98,6 +109,43 @@ impl App {
             .api_requests_limited
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Err(limiter.retry_after_secs())
+    }
+
+    /// One more (`up`) or one fewer subscriber of `channel` on this node: the single-node
+    /// adapter's `channel_occupied` / `channel_vacated`.
+    pub fn occupancy_local(&self, channel: &str, up: bool) {
+        let edge = if up {
+            self.occupancy.up(channel)
+        } else {
+            self.occupancy.down(channel)
+        };
+        let kind = match edge {
+            Some(Edge::Up) => WebhookKind::ChannelOccupied,
+            Some(Edge::Down) => WebhookKind::ChannelVacated,
+            None => return,
+        };
+        self.webhooks.emit(Event::Channel { kind, channel });
+    }
+
+    /// A presence user's first connection on `channel` joined (`up`) or its last left: the
+    /// single-node adapter's `member_added` / `member_removed`.
+    pub fn membership_local(&self, channel: &str, user_id: &str, up: bool) {
+        let key = format!("{channel}\n{user_id}");
+        let edge = if up {
+            self.members.up(&key)
+        } else {
+            self.members.down(&key)
+        };
+        let kind = match edge {
+            Some(Edge::Up) => WebhookKind::MemberAdded,
+            Some(Edge::Down) => WebhookKind::MemberRemoved,
+            None => return,
+        };
+        self.webhooks.emit(Event::Member {
+            kind,
+            channel,
+            user_id,
+        });
     }
 
     /// Largest event payload in bytes.
@@ -229,8 +277,9 @@ impl Apps {
     pub fn new(configs: &[AppConfig]) -> Self {
         let mut by_id = HashMap::new();
         let mut by_key = HashMap::new();
+        let client = crate::webhooks::client(configs);
         for c in configs {
-            let app = Arc::new(App::new(c.clone()));
+            let app = Arc::new(App::new(c.clone(), client.as_ref()));
             by_id.insert(c.id.clone(), Arc::clone(&app));
             by_key.insert(c.key.clone(), app);
         }

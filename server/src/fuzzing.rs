@@ -15,7 +15,7 @@ pub fn client_frame(text: &str) {
 /// A `POST /events` body, parsed and validated as the HTTP API does.
 pub fn api_event_body(body: &[u8]) {
     static APP: OnceLock<App> = OnceLock::new();
-    let app = APP.get_or_init(|| App::new(AppConfig::development()));
+    let app = APP.get_or_init(|| App::new(AppConfig::development(), None));
     let _ = crate::http::check_event_body(app, body);
 }
 

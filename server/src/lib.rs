@@ -5,7 +5,7 @@
 //! | layer | modules | holds |
 //! |---|---|---|
 //! | leaves | [`config`], [`error`], [`metrics`], [`memory`], [`rate`], [`addresses`], [`wire`] | settings, every error and its Pusher code / HTTP status, counters, resident memory, token buckets, client addresses and their limits, every frame's shape |
-//! | node state | [`hub`] | connections' queues, channels and **the fan-out**, presence, history, signed-in users |
+//! | node state | [`hub`], [`webhooks`] | connections' queues, channels and **the fan-out**, presence, history, signed-in users; webhook queues and their delivery tasks |
 //! | apps | [`app`] | tenants and their node-local operations |
 //! | cluster | [`cluster`] | the `Adapter` trait: one node, or several on Redis |
 //! | shared state | [`state`] | what every task holds: config, apps, adapter |
@@ -33,6 +33,7 @@ mod rate;
 mod server;
 mod state;
 mod tls;
+mod webhooks;
 mod wire;
 mod ws;
 
@@ -40,6 +41,8 @@ mod ws;
 #[doc(hidden)]
 pub mod fuzzing;
 
-pub use config::{AdapterKind, AppConfig, Cli, Config, ConfigError, LogFormat};
+pub use config::{
+    AdapterKind, AppConfig, Cli, Config, ConfigError, LogFormat, WebhookConfig, WebhookKind,
+};
 pub use server::{Server, StartError};
 pub use tls::TlsError;

@@ -132,6 +132,7 @@ impl Server {
             listener::serve(admin, admin_app, admin_limits, state.shutdown.clone()),
         );
         let grace = Duration::from_secs(state.config.shutdown_timeout);
+        let deadline = tokio::time::Instant::now() + grace;
         if tokio::time::timeout(grace, state.connections.idle())
             .await
             .is_err()
@@ -140,6 +141,12 @@ impl Server {
                 connections = state.connections.count(),
                 "shutdown timeout reached with connections still open"
             );
+        }
+        // The goodbyes' webhooks (vacated channels, members removed) get what is left of the
+        // grace period, and at least a second.
+        let deadline = deadline.max(tokio::time::Instant::now() + Duration::from_secs(1));
+        for app in state.apps.iter() {
+            app.webhooks.drained(deadline).await;
         }
         Ok(())
     }

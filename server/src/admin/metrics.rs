@@ -203,6 +203,35 @@ fn render(state: &ServerState) -> String {
         "Signed HTTP API requests refused with 429 (over max_api_requests_per_second).",
         &mut per_app(&|a| load(&a.metrics.api_requests_limited)).into_iter(),
     );
+    family(
+        "chorus_webhook_events_total",
+        "counter",
+        "Webhook events by outcome: sent (2xx), failed (given up after retrying), dropped (queue full).",
+        &mut per_app_pairs(
+            &|a| {
+                let s = a.webhooks.stats();
+                vec![
+                    ("sent", load(&s.sent)),
+                    ("failed", load(&s.failed)),
+                    ("dropped", load(&s.dropped)),
+                ]
+            },
+            "outcome",
+        )
+        .into_iter(),
+    );
+    family(
+        "chorus_webhook_request_errors_total",
+        "counter",
+        "Webhook requests that failed (error, timeout or non-2xx answer); each retry counts.",
+        &mut per_app(&|a| load(&a.webhooks.stats().request_errors)).into_iter(),
+    );
+    family(
+        "chorus_webhook_queue",
+        "gauge",
+        "Webhook events waiting to be sent.",
+        &mut per_app(&|a| a.webhooks.stats().queued.load(Ordering::Relaxed) as u64).into_iter(),
+    );
     if let Some(n) = &node {
         let _ = writeln!(
             out,

@@ -59,7 +59,14 @@ impl Adapter for LocalAdapter {
             Subscribed::Full => Err(SubscriptionError::PresenceFull(
                 app.config.max_presence_members,
             )),
-            Subscribed::New { .. } | Subscribed::Already => Ok(()),
+            Subscribed::New { new_local_user } => {
+                app.occupancy_local(channel, true);
+                if let (true, Some(m)) = (new_local_user, &member) {
+                    app.membership_local(channel, &m.user_id, true);
+                }
+                Ok(())
+            }
+            Subscribed::Already => Ok(()),
         };
         Box::pin(ready(result))
     }
@@ -70,7 +77,12 @@ impl Adapter for LocalAdapter {
         channel: &str,
         socket_id: &str,
     ) -> BoxFuture<'static, ()> {
-        app.channels.unsubscribe(channel, socket_id, true);
+        if let Some(left) = app.channels.unsubscribe(channel, socket_id, true) {
+            if let (true, Some(user_id)) = (left.last_local_connection, &left.user_id) {
+                app.membership_local(channel, user_id, false);
+            }
+            app.occupancy_local(channel, false);
+        }
         Box::pin(ready(()))
     }
 

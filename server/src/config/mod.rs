@@ -11,6 +11,9 @@ use clap::Parser;
 use ipnet::IpNet;
 use serde::Deserialize;
 
+mod apps;
+pub use apps::{AppConfig, WebhookConfig, WebhookKind};
+
 /// The longest timeout accepted: far beyond any sensible setting, far below `Instant` overflow.
 const MAX_TIMEOUT_SECS: u64 = 7 * 24 * 3600;
 
@@ -221,92 +224,6 @@ impl Default for Config {
     }
 }
 
-/// One tenant: its credentials and limits.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct AppConfig {
-    pub id: String,
-    pub key: String,
-    pub secret: String,
-    /// Whether clients may send `client-*` events (whisper) on private and presence channels.
-    pub enable_client_events: bool,
-    /// Whether `pusher:signin` is accepted.
-    pub enable_user_authentication: bool,
-    /// Connections this app may hold (0 = unlimited); above it new ones are closed with 4004.
-    pub max_connections: usize,
-    /// Largest event `data` (HTTP API, 413 above it) and client event (`pusher:error` 4300), in KiB.
-    pub max_event_payload_kb: usize,
-    /// Client events one connection may send per second (0 = unlimited); above it `pusher:error` 4301.
-    pub max_client_events_per_second: u32,
-    /// Origins allowed to open a WebSocket (`*` = any, else exact `scheme://host[:port]`); others get 4009.
-    pub allowed_origins: Vec<String>,
-    /// Events kept per channel so reconnecting clients recover what they missed (0 = no history).
-    pub history_size: usize,
-    /// Seconds an event stays in history.
-    pub history_ttl: u64,
-    /// Channel name prefixes that keep history (`*` = all).
-    pub history_channels: Vec<String>,
-    /// Channels one connection may be subscribed to at once (0 = unlimited).
-    pub max_subscriptions_per_connection: usize,
-    /// Channels with subscribers on this node, per app (0 = unlimited).
-    pub max_channels: usize,
-    /// Members (users) of one presence channel, cluster-wide (0 = unlimited).
-    pub max_presence_members: usize,
-    /// Largest `user_info` of a presence member, in KiB.
-    pub max_presence_user_info_kb: usize,
-    /// Signed HTTP API requests this app may make per second, in bursts up to as many (0 =
-    /// unlimited); above it 429 with `Retry-After`.
-    pub max_api_requests_per_second: u32,
-}
-
-impl Default for AppConfig {
-    fn default() -> Self {
-        Self {
-            id: String::new(),
-            key: String::new(),
-            secret: String::new(),
-            enable_client_events: true,
-            enable_user_authentication: true,
-            max_connections: 0,
-            max_event_payload_kb: 10,
-            max_client_events_per_second: 10,
-            allowed_origins: vec!["*".into()],
-            history_size: 100,
-            history_ttl: 300,
-            history_channels: vec!["*".into()],
-            max_subscriptions_per_connection: 200,
-            max_channels: 100_000,
-            // Pusher's limit.
-            max_presence_members: 100,
-            max_presence_user_info_kb: 2,
-            max_api_requests_per_second: 10_000,
-        }
-    }
-}
-
-impl AppConfig {
-    /// The app served when nothing else is configured: fine on a laptop, never in production.
-    pub fn development() -> Self {
-        Self {
-            id: "app-id".into(),
-            key: "app-key".into(),
-            secret: "app-secret".into(),
-            ..Self::default()
-        }
-    }
-
-    pub fn origin_allowed(&self, origin: Option<&str>) -> bool {
-        if self.allowed_origins.iter().any(|o| o == "*") {
-            return true;
-        }
-        // Non-browser clients send no Origin; the origin check is a browser protection only.
-        let Some(origin) = origin else { return true };
-        self.allowed_origins
-            .iter()
-            .any(|o| o.trim_end_matches('/').eq_ignore_ascii_case(origin))
-    }
-}
-
 /// Why a configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -480,16 +397,7 @@ impl Config {
         let mut ids = std::collections::HashSet::new();
         let mut keys = std::collections::HashSet::new();
         for app in &self.apps {
-            if app.id.is_empty() || app.key.is_empty() || app.secret.is_empty() {
-                return invalid("every app needs a non-empty id, key and secret".into());
-            }
-            // Ids appear in URLs and Redis keys; keys in URLs.
-            if !app.id.chars().all(plain) || !app.key.chars().all(plain) {
-                return invalid(format!(
-                    "app id {:?} / key {:?}: no spaces, ':', '/' or control characters",
-                    app.id, app.key
-                ));
-            }
+            app.check().map_err(ConfigError::Invalid)?;
             if !ids.insert(&app.id) {
                 return invalid(format!("app id {:?} is defined twice", app.id));
             }
@@ -511,7 +419,7 @@ fn is_loopback(host: &str) -> bool {
 }
 
 /// Characters allowed in ids, keys and prefixes.
-fn plain(c: char) -> bool {
+pub(crate) fn plain(c: char) -> bool {
     !c.is_whitespace() && !c.is_control() && c != ':' && c != '/' && c != '?' && c != '#'
 }
 

@@ -23,6 +23,7 @@ use crate::hub::outbound::{ConnHandle, Cork};
 use crate::hub::presence::PresenceMember;
 use crate::rate::RateLimiter;
 use crate::state::ServerState;
+use crate::webhooks::Event;
 use crate::wire;
 
 /// Recovering subscribes one connection may make per second once its burst (one per channel it
@@ -331,6 +332,13 @@ impl Session {
         self.state
             .adapter
             .broadcast(&self.app, &channel, &frame, Some(self.conn.socket_id()));
+        self.app.webhooks.emit(Event::Client {
+            channel: &channel,
+            event,
+            data: data.unwrap_or(RawValue::NULL),
+            socket_id: self.conn.socket_id(),
+            user_id: subscription.user_id.as_deref(),
+        });
         Ok(())
     }
 

@@ -183,16 +183,23 @@ export function defaultApp(overrides = {}) {
 
 /**
  * The TOML config. `settings` are extra top-level keys, e.g. the Redis adapter's
- * ({ adapter: 'redis', redis_url, redis_prefix, node_timeout }).
+ * ({ adapter: 'redis', redis_url, redis_prefix, node_timeout }); an app's `webhooks` (an array
+ * of { url, event_types, channel_prefix }) becomes its `[[apps.webhooks]]` tables.
  */
 export function renderConfig({ activityTimeout = 30, apps = [defaultApp()], settings = {} } = {}) {
   const lines = [`activity_timeout = ${activityTimeout}`];
   for (const [k, v] of Object.entries(settings)) lines.push(`${k} = ${tomlValue(v)}`);
   lines.push('');
-  for (const app of apps) {
+  for (const { webhooks = [], ...app } of apps) {
     lines.push('[[apps]]');
     for (const [k, v] of Object.entries(app)) lines.push(`${k} = ${tomlValue(v)}`);
     lines.push('');
+    // Sub-tables last: keys after them would belong to them.
+    for (const hook of webhooks) {
+      lines.push('[[apps.webhooks]]');
+      for (const [k, v] of Object.entries(hook)) lines.push(`${k} = ${tomlValue(v)}`);
+      lines.push('');
+    }
   }
   return lines.join('\n');
 }

@@ -15,11 +15,13 @@ use super::scripts::{Join, ReadHistory, Scripts, OP_TIMEOUT};
 use super::writer::{Op, Writer};
 use crate::app::{App, Apps, HistoryPage, Publish};
 use crate::cluster::adapter::{Adapter, Health, NodeStats};
+use crate::config::WebhookKind;
 use crate::error::{AdapterError, SubscriptionError};
 use crate::hub::channels::{Announce, ChannelInfo, Left, Subscribed, SucceededExtras};
 use crate::hub::history::{recovery_outcome, recovery_unavailable, Recover};
 use crate::hub::outbound::ConnHandle;
 use crate::hub::presence::PresenceMember;
+use crate::webhooks::Event;
 use crate::wire::{self, OpenFrame};
 
 /// Settings of the Redis adapter.
@@ -125,9 +127,9 @@ impl Inner {
         self.writer.enqueue(Op::Ack(done)).ok().map(|()| wait)
     }
 
-    fn subscription_delta(&self, app: &App, channel: &str, delta: i64) {
+    fn subscription_delta(&self, app: &Arc<App>, channel: &str, delta: i64) {
         let _ = self.writer.enqueue(Op::SubscriptionDelta {
-            app: app.config.id.clone(),
+            app: Arc::clone(app),
             channel: channel.to_owned(),
             delta,
         });
@@ -136,7 +138,7 @@ impl Inner {
     /// A public or private channel without history: this node's answer is the whole answer.
     fn subscribe_plain(
         &self,
-        app: &App,
+        app: &Arc<App>,
         channel: &str,
         kind: ChannelKind,
         conn: &ConnHandle,
@@ -160,7 +162,7 @@ impl Inner {
     /// behind the subscription's gate until `subscription_succeeded` is sent.
     async fn subscribe_deferred(
         &self,
-        app: &App,
+        app: &Arc<App>,
         channel: &str,
         kind: ChannelKind,
         conn: &ConnHandle,
@@ -244,11 +246,16 @@ impl Inner {
             let frame = wire::member_added(channel, &member.user_id, member.user_info.as_deref());
             self.writer
                 .broadcast(app, channel, &frame, Some(conn.socket_id()));
+            app.webhooks.emit(Event::Member {
+                kind: WebhookKind::MemberAdded,
+                channel,
+                user_id: &member.user_id,
+            });
         }
         Ok(())
     }
 
-    async fn unsubscribe(&self, app: &App, channel: &str, left: Left) {
+    async fn unsubscribe(&self, app: &Arc<App>, channel: &str, left: Left) {
         self.subscription_delta(app, channel, -1);
         let Some(user_id) = left.user_id else { return };
         if !left.last_local_connection {
@@ -262,6 +269,11 @@ impl Inner {
         if gone {
             let frame = wire::member_removed(channel, &user_id);
             self.writer.broadcast(app, channel, &frame, None);
+            app.webhooks.emit(Event::Member {
+                kind: WebhookKind::MemberRemoved,
+                channel,
+                user_id: &user_id,
+            });
         }
     }
 }

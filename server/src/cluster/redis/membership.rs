@@ -13,7 +13,9 @@ use super::bus;
 use super::scripts::Scripts;
 use super::writer::{Op, Writer};
 use crate::app::Apps;
+use crate::config::WebhookKind;
 use crate::hub::outbound::Cork;
+use crate::webhooks::Event;
 use crate::wire;
 
 /// Keeps a pub/sub subscription to the bus, reconnecting with backoff.
@@ -79,14 +81,28 @@ pub async fn heartbeat_loop(
                 let _ = writer.enqueue(Op::Resync);
             }
             first = false;
-            if let Ok(orphans) = scripts.reap().await {
-                for o in orphans {
+            if let Ok(reaped) = scripts.reap().await {
+                for o in reaped.members {
                     let Some(app) = apps.by_id(&o.app) else {
                         continue;
                     };
                     tracing::info!(app = %o.app, channel = %o.channel, user = %o.user_id, "removing member of a dead node");
                     let frame = wire::member_removed(&o.channel, &o.user_id);
                     writer.broadcast(app, &o.channel, &frame, None);
+                    app.webhooks.emit(Event::Member {
+                        kind: WebhookKind::MemberRemoved,
+                        channel: &o.channel,
+                        user_id: &o.user_id,
+                    });
+                }
+                for (app_id, channel) in reaped.vacated {
+                    if let Some(app) = apps.by_id(&app_id) {
+                        let kind = WebhookKind::ChannelVacated;
+                        app.webhooks.emit(Event::Channel {
+                            kind,
+                            channel: &channel,
+                        });
+                    }
                 }
             }
         }

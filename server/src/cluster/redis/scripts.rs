@@ -93,6 +93,15 @@ pub struct PublishHistory<'a> {
     pub except: Option<&'a str>,
 }
 
+/// What reaping dead nodes left behind.
+#[derive(Debug, Default)]
+pub struct Reaped {
+    /// Presence members that were only on dead nodes, each once.
+    pub members: Vec<Orphan>,
+    /// (app, channel) of channels whose subscribers were all on dead nodes, each once.
+    pub vacated: Vec<(String, String)>,
+}
+
 /// A presence member that was only on a dead node.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Orphan {
@@ -217,11 +226,11 @@ impl Scripts {
         Ok(existed == 1)
     }
 
-    /// Removes dead nodes; returns the members that only they had, each once.
-    pub async fn reap(&self) -> Result<Vec<Orphan>, AdapterError> {
-        let flat: Vec<String> = self.run(&self.reap, &[]).await?;
+    /// Removes dead nodes; returns the members and channels that only they had.
+    pub async fn reap(&self) -> Result<Reaped, AdapterError> {
+        let (members, vacated): (Vec<String>, Vec<String>) = self.run(&self.reap, &[]).await?;
         let mut seen = HashSet::new();
-        Ok(flat
+        let members = members
             .chunks_exact(3)
             .map(|t| Orphan {
                 app: t[0].clone(),
@@ -229,7 +238,14 @@ impl Scripts {
                 user_id: t[2].clone(),
             })
             .filter(|o| seen.insert(o.clone()))
-            .collect())
+            .collect();
+        let mut seen = HashSet::new();
+        let vacated = vacated
+            .chunks_exact(2)
+            .map(|t| (t[0].clone(), t[1].clone()))
+            .filter(|c| seen.insert(c.clone()))
+            .collect();
+        Ok(Reaped { members, vacated })
     }
 
     /// Deletes this node's state.
@@ -274,7 +290,8 @@ impl Scripts {
         })
     }
 
-    /// Adds a subscription count change to a pipeline.
+    /// Adds a subscription count change to a pipeline; its reply (1 occupied, -1 vacated, 0)
+    /// is one of the pipeline's results.
     pub fn pipe_subscription_delta(
         &self,
         pipe: &mut Pipeline,
@@ -286,8 +303,7 @@ impl Scripts {
             .arg(&self.node)
             .arg(app)
             .arg(channel)
-            .arg(delta)
-            .ignore();
+            .arg(delta);
     }
 
     /// Adds a history event to a pipeline.
@@ -313,21 +329,22 @@ impl Scripts {
             .arg(self.timeout_ms)
     }
 
-    /// Sends a pipeline; returns whether Redis took it.
-    pub async fn send(&self, pipe: &Pipeline) -> bool {
+    /// Sends a pipeline; returns the replies of its commands not ignored, or `None` when Redis
+    /// did not take it.
+    pub async fn send(&self, pipe: &Pipeline) -> Option<Vec<i64>> {
         let mut conn = self.conn.clone();
-        match tokio::time::timeout(OP_TIMEOUT, pipe.query_async::<()>(&mut conn)).await {
-            Ok(Ok(())) => {
+        match tokio::time::timeout(OP_TIMEOUT, pipe.query_async::<Vec<i64>>(&mut conn)).await {
+            Ok(Ok(replies)) => {
                 self.health.succeeded();
-                true
+                Some(replies)
             }
             Ok(Err(e)) => {
                 self.health.failed("redis publish", &e);
-                false
+                None
             }
             Err(_) => {
                 self.health.failed("redis publish", &"timed out");
-                false
+                None
             }
         }
     }

@@ -11,8 +11,10 @@ use tokio::sync::{mpsc, oneshot};
 use super::bus::{self, Body};
 use super::scripts::{Join, PublishHistory, Scripts};
 use crate::app::{App, Apps};
+use crate::config::WebhookKind;
 use crate::error::AdapterError;
 use crate::hub::outbound::Cork;
+use crate::webhooks::Event;
 use crate::wire::{self, OpenFrame};
 
 /// Queued writes (publishes, count updates) before new ones are dropped while Redis is slow or down.
@@ -33,7 +35,7 @@ pub enum Op {
     },
     /// This node's subscription count of a channel changed.
     SubscriptionDelta {
-        app: String,
+        app: Arc<App>,
         channel: String,
         delta: i64,
     },
@@ -158,6 +160,8 @@ async fn write_loop(
         let mut resync = false;
         let mut fallback = Vec::new();
         let mut acks = Vec::new();
+        // The deltas of the pipeline, in order: their replies say what became occupied or vacated.
+        let mut deltas = Vec::new();
         for op in batch.drain(..) {
             match op {
                 Op::Publish(msg) => {
@@ -167,7 +171,10 @@ async fn write_loop(
                     app,
                     channel,
                     delta,
-                } => scripts.pipe_subscription_delta(&mut pipe, &app, &channel, delta),
+                } => {
+                    scripts.pipe_subscription_delta(&mut pipe, &app.config.id, &channel, delta);
+                    deltas.push((app, channel));
+                }
                 Op::PublishHistory {
                     app,
                     channel,
@@ -201,8 +208,16 @@ async fn write_loop(
                 Op::Ack(done) => acks.push(done),
             }
         }
-        if scripts.send(&pipe).await {
+        if let Some(replies) = scripts.send(&pipe).await {
             me.dropped_warned.store(false, Ordering::Relaxed);
+            for ((app, channel), edge) in deltas.iter().zip(replies) {
+                let kind = match edge {
+                    1 => WebhookKind::ChannelOccupied,
+                    -1 => WebhookKind::ChannelVacated,
+                    _ => continue,
+                };
+                app.webhooks.emit(Event::Channel { kind, channel });
+            }
         } else {
             // Redis did not take them: local subscribers still get them live, unpositioned,
             // written by this task as a bus message's are (see `Cork`).

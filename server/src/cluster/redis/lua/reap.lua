@@ -1,8 +1,9 @@
 -- Removes the nodes silent for longer than the timeout (the ZREM decides which caller reaps).
--- No own ARGV. Returns flat {app, channel, user id} of presence members that were on dead nodes only.
+-- No own ARGV. Returns {flat {app, channel, user id} of presence members that were on dead nodes
+-- only, flat {app, channel} of channels that had subscribers on dead nodes only}.
 local nodes, now = alive()
 local dead = redis.call('ZRANGEBYSCORE', P .. ':nodes', '-inf', '(' .. (now - tonumber(ARGV[2])))
-local removed = {}
+local removed, vacated = {}, {}
 for _, d in ipairs(dead) do
   if redis.call('ZREM', P .. ':nodes', d) == 1 then
     local own = P .. ':n:' .. d
@@ -16,8 +17,19 @@ for _, d in ipairs(dead) do
         end
       end
     end
+    local subs = own .. ':subs:'
+    for _, k in ipairs(redis.call('SMEMBERS', own .. ':keys')) do
+      if string.sub(k, 1, #subs) == subs then
+        local app = string.sub(k, #subs + 1)
+        for _, ch in ipairs(redis.call('HKEYS', k)) do
+          if not elsewhere(nodes, d, ':subs:' .. app, ch) then
+            table.insert(vacated, app); table.insert(vacated, ch)
+          end
+        end
+      end
+    end
     for _, k in ipairs(redis.call('SMEMBERS', own .. ':keys')) do redis.call('DEL', k) end
     redis.call('DEL', own .. ':keys', own .. ':pch', own .. ':alive')
   end
 end
-return removed
+return {removed, vacated}

@@ -54,6 +54,17 @@ impl ChannelKind {
     }
 }
 
+/// Whether `name` is a cache channel (`cache-`, `private-cache-`, `private-encrypted-cache-`,
+/// `presence-cache-`): its last event is kept and sent to each new subscriber.
+pub fn is_cache_channel(name: &str) -> bool {
+    let rest = name
+        .strip_prefix(PRIVATE_ENCRYPTED)
+        .or_else(|| name.strip_prefix(PRIVATE))
+        .or_else(|| name.strip_prefix(PRESENCE))
+        .unwrap_or(name);
+    rest.starts_with("cache-")
+}
+
 /// Why a channel name was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ChannelNameError {
@@ -95,6 +106,26 @@ pub fn server_to_user_id(name: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cache_channels_of_every_kind() {
+        for name in [
+            "cache-a",
+            "private-cache-a",
+            "private-encrypted-cache-a",
+            "presence-cache-a",
+        ] {
+            assert!(is_cache_channel(name), "{name}");
+        }
+        for name in [
+            "a-cache-b",
+            "private-a",
+            "presence-cachex",
+            "private-encrypted-a",
+        ] {
+            assert!(!is_cache_channel(name), "{name}");
+        }
+    }
 
     #[test]
     fn kinds() {

@@ -17,7 +17,7 @@ pub mod frame;
 #[cfg(feature = "sign")]
 pub mod sign;
 
-pub use channel::{ChannelKind, ChannelNameError, MAX_CHANNEL_NAME_LEN};
+pub use channel::{is_cache_channel, ChannelKind, ChannelNameError, MAX_CHANNEL_NAME_LEN};
 pub use error::ErrorCode;
 
 /// The only protocol version this implementation speaks (pusher-js 7/8 send `protocol=7`).

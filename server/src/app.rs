@@ -8,11 +8,12 @@ use std::sync::Arc;
 
 use axum::extract::ws::Utf8Bytes;
 use chorus_protocol::frame::StreamPosition;
-use chorus_protocol::ChannelKind;
+use chorus_protocol::{is_cache_channel, ChannelKind};
 use serde_json::value::RawValue;
 use tokio::sync::Notify;
 
 use crate::config::{AppConfig, WebhookKind};
+use crate::hub::cache::Cache;
 use crate::hub::channels::{Announce, Channels, Subscribed, SucceededExtras};
 use crate::hub::history::{
     recovery_outcome, recovery_unavailable, History, HistoryPolicy, Recover, Stream, StreamSlot,
@@ -37,6 +38,8 @@ pub struct App {
     /// Copies of delivered events for the dashboard's console.
     pub tap: Tap,
     pub webhooks: Webhooks,
+    /// Cache channels' last event (single node; with Redis it lives there).
+    pub cache: Cache,
     /// This node's occupied channels and presence users, counted for the single-node adapter's
     /// webhooks (a cluster adapter learns the cluster-wide transitions from Redis).
     occupancy: Edges,
@@ -83,6 +86,7 @@ impl App {
     pub fn new(config: AppConfig, client: Option<&reqwest::Client>) -> Self {
         Self {
             webhooks: Webhooks::start(&config, client),
+            cache: Cache::default(),
             occupancy: Edges::default(),
             members: Edges::default(),
             history: History::new(HistoryPolicy::of(&config)),
@@ -171,7 +175,9 @@ impl App {
     /// delivered under the stream's lock, so history order is delivery order.
     pub fn publish_local(&self, channel: &str, event: &Publish<'_>) -> usize {
         if !self.history.applies_to(channel) {
-            return self.deliver_local(channel, &event.frame(channel), event.except);
+            let frame = event.frame(channel);
+            self.cache_local(channel, &frame);
+            return self.deliver_local(channel, &frame, event.except);
         }
         let stream = self.history.stream(channel);
         let mut stream = stream.lock();
@@ -185,11 +191,21 @@ impl App {
                 None,
             )
         });
+        self.cache_local(channel, &frame);
         self.deliver_local(channel, &frame, event.except)
     }
 
-    /// Subscribes on this node, answering a recovery request from this node's history: the
-    /// missed events follow `subscription_succeeded` before any live one.
+    /// Keeps `frame` as the last event of `channel` if it is a cache channel (single node).
+    pub fn cache_local(&self, channel: &str, frame: &Utf8Bytes) {
+        if is_cache_channel(channel) {
+            self.cache.store(channel, frame);
+        }
+    }
+
+    /// Subscribes on this node, as [`Self::subscribe_channel`], and on a cache channel sends a
+    /// new subscriber the last event right after `subscription_succeeded` (or
+    /// `pusher:cache_miss`, which fires the `cache_miss` webhook). A recovering subscriber gets
+    /// what it missed instead.
     pub fn subscribe_local(
         &self,
         channel: &str,
@@ -198,12 +214,42 @@ impl App {
         member: Option<&PresenceMember>,
         recover: Option<&Recover>,
     ) -> Subscribed {
+        if !is_cache_channel(channel) || recover.is_some() {
+            return self.subscribe_channel(channel, kind, conn, member, recover, None);
+        }
+        let cached = self.cache.get(channel);
+        let follow = cached.clone().unwrap_or_else(|| wire::cache_miss(channel));
+        let outcome = self.subscribe_channel(channel, kind, conn, member, None, Some(&follow));
+        if cached.is_none() && matches!(outcome, Subscribed::New { .. }) {
+            self.cache_missed(channel);
+        }
+        outcome
+    }
+
+    /// A new subscriber of a cache channel found no event: the `cache_miss` webhook.
+    pub fn cache_missed(&self, channel: &str) {
+        let kind = WebhookKind::CacheMiss;
+        self.webhooks.emit(Event::Channel { kind, channel });
+    }
+
+    /// Subscribes on this node, answering a recovery request from this node's history: the
+    /// missed events follow `subscription_succeeded` before any live one; `follow` follows it.
+    fn subscribe_channel(
+        &self,
+        channel: &str,
+        kind: ChannelKind,
+        conn: &ConnHandle,
+        member: Option<&PresenceMember>,
+        recover: Option<&Recover>,
+        follow: Option<&Utf8Bytes>,
+    ) -> Subscribed {
         if !self.history.applies_to(channel) {
             let recovery = recover.map(|_| recovery_unavailable());
             self.metrics.recovery(recovery.as_ref());
             let extras = SucceededExtras {
                 position: None,
                 recovery: recovery.as_ref(),
+                follow,
             };
             return self
                 .channels
@@ -224,6 +270,7 @@ impl App {
             let extras = SucceededExtras {
                 position: Some(&top),
                 recovery: recovery.as_ref(),
+                follow,
             };
             let outcome =
                 self.channels

@@ -163,6 +163,7 @@ async fn sweep(state: Arc<ServerState>) {
         }
         for app in state.apps.iter() {
             app.history.sweep();
+            app.cache.sweep();
         }
         state.addresses.sweep();
     }

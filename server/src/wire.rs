@@ -122,6 +122,14 @@ pub fn member_added(channel: &str, user_id: &str, user_info: Option<&RawValue>) 
 }
 
 /// `pusher_internal:member_removed`.
+/// `pusher:cache_miss`: a cache channel has no event to give a new subscriber.
+pub fn cache_miss(channel: &str) -> Utf8Bytes {
+    Utf8Bytes::from(format!(
+        r#"{{"event":"pusher:cache_miss","channel":{}}}"#,
+        json(channel)
+    ))
+}
+
 pub fn member_removed(channel: &str, user_id: &str) -> Utf8Bytes {
     #[derive(Serialize)]
     struct Data<'a> {

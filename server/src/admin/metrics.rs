@@ -63,6 +63,12 @@ fn render(state: &ServerState) -> String {
         &mut per_app(&|a| a.history.len() as u64).into_iter(),
     );
     family(
+        "chorus_cache_channels",
+        "gauge",
+        "Cache channels whose last event this node keeps (with Redis it lives in Redis).",
+        &mut per_app(&|a| a.cache.len() as u64).into_iter(),
+    );
+    family(
         "chorus_messages_received_total",
         "counter",
         "WebSocket frames received from clients.",

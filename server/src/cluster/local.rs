@@ -19,6 +19,7 @@ pub struct LocalAdapter;
 
 impl Adapter for LocalAdapter {
     fn broadcast(&self, app: &Arc<App>, channel: &str, frame: &Utf8Bytes, except: Option<&str>) {
+        app.cache_local(channel, frame);
         app.deliver_local(channel, frame, except);
     }
 

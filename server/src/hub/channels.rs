@@ -115,6 +115,9 @@ fn succeeded_frame(
 pub struct SucceededExtras<'a> {
     pub position: Option<&'a StreamPosition>,
     pub recovery: Option<&'a Recovery>,
+    /// Sent right after `subscription_succeeded` of a new subscription, under the channel lock (a
+    /// cache channel's last event or `pusher:cache_miss`).
+    pub follow: Option<&'a Utf8Bytes>,
 }
 
 impl SucceededExtras<'_> {
@@ -210,6 +213,9 @@ impl Channels {
                 member.map(|_| &state.members),
                 extras,
             ));
+            if let Some(frame) = extras.follow {
+                conn.send(frame);
+            }
             if let (true, Some(member)) = (new_local_user, member) {
                 let added = wire::member_added(name, &member.user_id, member.user_info.as_deref());
                 Channel::fan_out(&state, &added, Some(conn.socket_id()));

@@ -21,8 +21,10 @@
 //! - [`presence`]: presence members (users, not connections).
 //! - [`history`]: recent events per channel with positions, for recovery.
 //! - [`users`]: signed-in connections per user id.
+//! - [`cache`]: cache channels' last event.
 //! - [`tap`]: copies of delivered events for the dashboard's console (free while unwatched).
 
+pub mod cache;
 pub mod channels;
 pub mod gate;
 pub mod history;

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::Utf8Bytes;
-use chorus_protocol::ChannelKind;
+use chorus_protocol::{is_cache_channel, ChannelKind};
 use futures_util::future::BoxFuture;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::{oneshot, watch};
@@ -110,6 +110,7 @@ impl Inner {
         event: &Publish<'_>,
     ) -> Option<oneshot::Receiver<()>> {
         let frame = event.frame(channel);
+        self.writer.cache(app, channel, &frame);
         if !app.history.applies_to(channel) {
             self.writer.broadcast(app, channel, &frame, event.except);
         } else {
@@ -148,6 +149,7 @@ impl Inner {
         let extras = SucceededExtras {
             position: None,
             recovery: recovery.as_ref(),
+            follow: None,
         };
         let outcome = app
             .channels
@@ -230,10 +232,25 @@ impl Inner {
         } else {
             (None, recover.map(|_| recovery_unavailable()), Vec::new())
         };
+        let mut replay = replay;
+        // A cache channel's new subscriber gets its last event (not when recovering: the replay
+        // has it).
+        let mut cache_missed = false;
+        if is_cache_channel(channel) && recover.is_none() {
+            match self.scripts.cache_get(&app.config.id, channel).await {
+                Ok(Some(frame)) => replay.push(Utf8Bytes::from(frame)),
+                Ok(None) => {
+                    replay.push(wire::cache_miss(channel));
+                    cache_missed = true;
+                }
+                Err(_) => {}
+            }
+        }
         app.metrics.recovery(recovery.as_ref());
         let extras = SucceededExtras {
             position: top.as_ref(),
             recovery: recovery.as_ref(),
+            follow: None,
         };
         app.channels.activate(
             channel,
@@ -251,6 +268,9 @@ impl Inner {
                 channel,
                 user_id: &member.user_id,
             });
+        }
+        if cache_missed {
+            app.cache_missed(channel);
         }
         Ok(())
     }
@@ -290,6 +310,7 @@ fn over_limit(app: &App, members: usize) -> bool {
 
 impl Adapter for RedisAdapter {
     fn broadcast(&self, app: &Arc<App>, channel: &str, frame: &Utf8Bytes, except: Option<&str>) {
+        self.inner.writer.cache(app, channel, frame);
         self.inner.writer.broadcast(app, channel, frame, except);
     }
 
@@ -354,7 +375,10 @@ impl Adapter for RedisAdapter {
         let channel = channel.to_owned();
         let conn = conn.clone();
         Box::pin(async move {
-            if member.is_none() && !app.history.applies_to(&channel) {
+            let plain = member.is_none()
+                && !app.history.applies_to(&channel)
+                && !is_cache_channel(&channel);
+            if plain {
                 inner.subscribe_plain(&app, &channel, kind, &conn, recover.as_ref())
             } else {
                 inner

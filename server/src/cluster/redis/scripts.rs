@@ -13,6 +13,7 @@ use redis::{Pipeline, Script};
 
 use super::health::LinkHealth;
 use crate::error::AdapterError;
+use crate::hub::cache::CACHE_TTL;
 use crate::hub::channels::ChannelInfo;
 use crate::hub::history::{new_epoch, HistoryPolicy, RecoveryFailure};
 use crate::hub::presence::PresenceMember;
@@ -304,6 +305,46 @@ impl Scripts {
             .arg(app)
             .arg(channel)
             .arg(delta);
+    }
+
+    /// Adds a cache channel's last event to a pipeline (kept [`CACHE_TTL`], as Pusher).
+    pub fn pipe_cache(&self, pipe: &mut Pipeline, app: &str, channel: &str, frame: &str) {
+        pipe.cmd("SET")
+            .arg(self.cache_key(app, channel))
+            .arg(frame)
+            .arg("PX")
+            .arg(CACHE_TTL.as_millis() as u64)
+            .ignore();
+    }
+
+    /// A cache channel's last event, if Redis has one.
+    pub async fn cache_get(
+        &self,
+        app: &str,
+        channel: &str,
+    ) -> Result<Option<String>, AdapterError> {
+        let mut conn = self.conn.clone();
+        let mut cmd = redis::cmd("GET");
+        cmd.arg(self.cache_key(app, channel));
+        let get = cmd.query_async::<Option<String>>(&mut conn);
+        match tokio::time::timeout(OP_TIMEOUT, get).await {
+            Ok(Ok(v)) => {
+                self.health.succeeded();
+                Ok(v)
+            }
+            Ok(Err(e)) => {
+                self.health.failed("redis command", &e);
+                Err(AdapterError(format!("redis: {e}")))
+            }
+            Err(_) => {
+                self.health.failed("redis command", &"timed out");
+                Err(AdapterError("redis: timed out".into()))
+            }
+        }
+    }
+
+    fn cache_key(&self, app: &str, channel: &str) -> String {
+        format!("{}:cache:{app}:{channel}", self.prefix)
     }
 
     /// Adds a history event to a pipeline.

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use axum::extract::ws::Utf8Bytes;
+use chorus_protocol::is_cache_channel;
 use tokio::sync::{mpsc, oneshot};
 
 use super::bus::{self, Body};
@@ -32,6 +33,12 @@ pub enum Op {
         channel: String,
         frame: OpenFrame,
         except: Option<String>,
+    },
+    /// A cache channel's last event.
+    Cache {
+        app: String,
+        channel: String,
+        frame: Utf8Bytes,
     },
     /// This node's subscription count of a channel changed.
     SubscriptionDelta {
@@ -100,6 +107,17 @@ impl Writer {
             frame,
         };
         let _ = self.enqueue(Op::Publish(bus::envelope(&self.node, &app.config.id, body)));
+    }
+
+    /// Keeps `frame` as the cluster's last event of `channel` if it is a cache channel.
+    pub fn cache(&self, app: &App, channel: &str, frame: &Utf8Bytes) {
+        if is_cache_channel(channel) {
+            let _ = self.enqueue(Op::Cache {
+                app: app.config.id.clone(),
+                channel: channel.to_owned(),
+                frame: frame.clone(),
+            });
+        }
     }
 
     /// Asks the other nodes to close `user_id`'s connections.
@@ -204,6 +222,11 @@ async fn write_loop(
                         except,
                     });
                 }
+                Op::Cache {
+                    app,
+                    channel,
+                    frame,
+                } => scripts.pipe_cache(&mut pipe, &app, &channel, &frame),
                 Op::Resync => resync = true,
                 Op::Ack(done) => acks.push(done),
             }

@@ -15,6 +15,7 @@ use tokio::sync::Notify;
 use crate::config::{AppConfig, WebhookKind};
 use crate::hub::cache::Cache;
 use crate::hub::channels::{Announce, Channels, Subscribed, SucceededExtras};
+use crate::hub::counts::DirtyCounts;
 use crate::hub::history::{
     recovery_outcome, recovery_unavailable, History, HistoryPolicy, Recover, Stream, StreamSlot,
 };
@@ -40,6 +41,8 @@ pub struct App {
     pub webhooks: Webhooks,
     /// Cache channels' last event (single node; with Redis it lives there).
     pub cache: Cache,
+    /// Channels whose subscription count is to be announced.
+    pub dirty_counts: DirtyCounts,
     /// This node's occupied channels and presence users, counted for the single-node adapter's
     /// webhooks (a cluster adapter learns the cluster-wide transitions from Redis).
     occupancy: Edges,
@@ -87,6 +90,7 @@ impl App {
         Self {
             webhooks: Webhooks::start(&config, client),
             cache: Cache::default(),
+            dirty_counts: DirtyCounts::default(),
             occupancy: Edges::default(),
             members: Edges::default(),
             history: History::new(HistoryPolicy::of(&config)),
@@ -224,6 +228,26 @@ impl App {
             self.cache_missed(channel);
         }
         outcome
+    }
+
+    /// Whether `channel`'s subscription count is announced (`enable_subscription_count`, or a
+    /// `subscription_count` webhook; never on presence channels, whose members are the count).
+    pub fn counts_subscriptions(&self, channel: &str) -> bool {
+        let kind = ChannelKind::of(channel);
+        !matches!(kind, ChannelKind::Presence | ChannelKind::ServerToUser)
+            && (self.config.enable_subscription_count
+                || self.webhooks.wants(WebhookKind::SubscriptionCount))
+    }
+
+    /// Announces `channel`'s cluster-wide subscription `count`: to its subscribers on this node
+    /// when `enable_subscription_count` (`deliver`: a cluster adapter delivers through the bus
+    /// instead), and to the `subscription_count` webhook.
+    pub fn subscription_count(&self, channel: &str, count: usize, deliver: bool) {
+        if deliver && self.config.enable_subscription_count {
+            self.deliver_local(channel, &wire::subscription_count(channel, count), None);
+        }
+        self.webhooks
+            .emit(Event::SubscriptionCount { channel, count });
     }
 
     /// A new subscriber of a cache channel found no event: the `cache_miss` webhook.

@@ -122,6 +122,15 @@ pub fn member_added(channel: &str, user_id: &str, user_info: Option<&RawValue>) 
 }
 
 /// `pusher_internal:member_removed`.
+/// `pusher_internal:subscription_count` (pusher-js emits `pusher:subscription_count`).
+pub fn subscription_count(channel: &str, count: usize) -> Utf8Bytes {
+    encode_string_data(
+        "pusher_internal:subscription_count",
+        Some(channel),
+        &format!(r#"{{"subscription_count":{count}}}"#),
+    )
+}
+
 /// `pusher:cache_miss`: a cache channel has no event to give a new subscriber.
 pub fn cache_miss(channel: &str) -> Utf8Bytes {
     Utf8Bytes::from(format!(

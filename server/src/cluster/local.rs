@@ -10,12 +10,30 @@ use super::adapter::Adapter;
 use crate::app::{App, HistoryPage, Publish};
 use crate::error::{AdapterError, SubscriptionError};
 use crate::hub::channels::{ChannelInfo, Subscribed};
+use crate::hub::counts::COALESCE;
 use crate::hub::history::Recover;
 use crate::hub::outbound::ConnHandle;
+use crate::hub::outbound::Cork;
 use crate::hub::presence::PresenceMember;
 
 #[derive(Debug, Default)]
 pub struct LocalAdapter;
+
+/// Schedules the announcement of `channel`'s subscription count, coalesced.
+fn count_changed(app: &Arc<App>, channel: &str) {
+    if !app.counts_subscriptions(channel) || !app.dirty_counts.mark(channel) {
+        return;
+    }
+    let app = Arc::clone(app);
+    tokio::spawn(async move {
+        tokio::time::sleep(COALESCE).await;
+        let _cork = Cork::new();
+        for channel in app.dirty_counts.take() {
+            let count = app.channels.info(&channel).subscription_count;
+            app.subscription_count(&channel, count, true);
+        }
+    });
+}
 
 impl Adapter for LocalAdapter {
     fn broadcast(&self, app: &Arc<App>, channel: &str, frame: &Utf8Bytes, except: Option<&str>) {
@@ -62,6 +80,7 @@ impl Adapter for LocalAdapter {
             )),
             Subscribed::New { new_local_user } => {
                 app.occupancy_local(channel, true);
+                count_changed(app, channel);
                 if let (true, Some(m)) = (new_local_user, &member) {
                     app.membership_local(channel, &m.user_id, true);
                 }
@@ -83,6 +102,7 @@ impl Adapter for LocalAdapter {
                 app.membership_local(channel, user_id, false);
             }
             app.occupancy_local(channel, false);
+            count_changed(app, channel);
         }
         Box::pin(ready(()))
     }

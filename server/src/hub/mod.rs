@@ -22,10 +22,12 @@
 //! - [`history`]: recent events per channel with positions, for recovery.
 //! - [`users`]: signed-in connections per user id.
 //! - [`cache`]: cache channels' last event.
+//! - [`counts`]: subscription counts waiting to be announced.
 //! - [`tap`]: copies of delivered events for the dashboard's console (free while unwatched).
 
 pub mod cache;
 pub mod channels;
+pub mod counts;
 pub mod gate;
 pub mod history;
 pub mod outbound;

@@ -30,7 +30,10 @@ const QUEUE_BYTES: usize = 8 << 20;
 #[derive(Debug, Clone, Copy)]
 pub enum Event<'a> {
     /// `channel_occupied`, `channel_vacated` or `cache_miss`.
-    Channel { kind: WebhookKind, channel: &'a str },
+    Channel {
+        kind: WebhookKind,
+        channel: &'a str,
+    },
     /// `member_added` or `member_removed`.
     Member {
         kind: WebhookKind,
@@ -45,6 +48,10 @@ pub enum Event<'a> {
         socket_id: &'a str,
         user_id: Option<&'a str>,
     },
+    SubscriptionCount {
+        channel: &'a str,
+        count: usize,
+    },
 }
 
 impl Event<'_> {
@@ -52,6 +59,7 @@ impl Event<'_> {
         match self {
             Self::Channel { kind, .. } | Self::Member { kind, .. } => *kind,
             Self::Client { .. } => WebhookKind::ClientEvent,
+            Self::SubscriptionCount { .. } => WebhookKind::SubscriptionCount,
         }
     }
 
@@ -59,7 +67,8 @@ impl Event<'_> {
         match self {
             Self::Channel { channel, .. }
             | Self::Member { channel, .. }
-            | Self::Client { channel, .. } => channel,
+            | Self::Client { channel, .. }
+            | Self::SubscriptionCount { channel, .. } => channel,
         }
     }
 
@@ -93,6 +102,9 @@ impl Event<'_> {
                     wire::json(event),
                     wire::json(socket_id)
                 )
+            }
+            Self::SubscriptionCount { count, .. } => {
+                format!(r#"{{"name":{name},"channel":{channel},"subscription_count":{count}}}"#)
             }
         }
     }

@@ -18,6 +18,7 @@ use crate::cluster::adapter::{Adapter, Health, NodeStats};
 use crate::config::WebhookKind;
 use crate::error::{AdapterError, SubscriptionError};
 use crate::hub::channels::{Announce, ChannelInfo, Left, Subscribed, SucceededExtras};
+use crate::hub::counts::COALESCE;
 use crate::hub::history::{recovery_outcome, recovery_unavailable, Recover};
 use crate::hub::outbound::ConnHandle;
 use crate::hub::presence::PresenceMember;
@@ -134,6 +135,18 @@ impl Inner {
             channel: channel.to_owned(),
             delta,
         });
+        if app.counts_subscriptions(channel) && app.dirty_counts.mark(channel) {
+            let app = Arc::clone(app);
+            let writer = self.writer.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(COALESCE).await;
+                for channel in app.dirty_counts.take() {
+                    let app = Arc::clone(&app);
+                    let channel = channel.into();
+                    let _ = writer.enqueue(Op::SubscriptionCount { app, channel });
+                }
+            });
+        }
     }
 
     /// A public or private channel without history: this node's answer is the whole answer.

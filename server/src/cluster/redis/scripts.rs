@@ -44,6 +44,7 @@ pub struct Scripts {
     /// Sources of the scripts sent as plain EVAL in pipelines (see [`Self::pipe_eval`]).
     subscription_delta_source: String,
     publish_history_source: String,
+    subscription_count_source: String,
 }
 
 /// A presence connection joining ([`Scripts::join`]).
@@ -142,6 +143,10 @@ impl Scripts {
             read_history: script(include_str!("lua/read_history.lua")),
             subscription_delta_source: format!("{PRELUDE}{subscription_delta}"),
             publish_history_source: format!("{PRELUDE}{publish_history}"),
+            subscription_count_source: format!(
+                "{PRELUDE}{}",
+                include_str!("lua/subscription_count.lua")
+            ),
         }
     }
 
@@ -305,6 +310,23 @@ impl Scripts {
             .arg(app)
             .arg(channel)
             .arg(delta);
+    }
+
+    /// Adds a subscription count announcement to a pipeline: with `envelope_prefix` the count is
+    /// published to every node's subscribers; its reply (the count) is one of the pipeline's
+    /// results.
+    pub fn pipe_subscription_count(
+        &self,
+        pipe: &mut Pipeline,
+        app: &str,
+        channel: &str,
+        envelope_prefix: Option<&str>,
+    ) {
+        self.pipe_eval(pipe, &self.subscription_count_source)
+            .arg(app)
+            .arg(channel)
+            .arg(wire::json(channel))
+            .arg(envelope_prefix.unwrap_or(""));
     }
 
     /// Adds a cache channel's last event to a pipeline (kept [`CACHE_TTL`], as Pusher).

@@ -46,6 +46,8 @@ pub enum Op {
         channel: String,
         delta: i64,
     },
+    /// Announce a channel's cluster-wide subscription count (after the deltas before it).
+    SubscriptionCount { app: Arc<App>, channel: String },
     /// Rewrite this node's state from local state (after Redis lost it).
     Resync,
     /// Fired once every write queued before it has been sent (or has failed).
@@ -156,6 +158,12 @@ impl WeakWriter {
     }
 }
 
+/// What a reply of the pipeline is about.
+enum Reply {
+    Delta(Arc<App>, String),
+    Count(Arc<App>, String),
+}
+
 /// A history event of the batch being sent, delivered locally (without position) if Redis fails.
 struct Fallback {
     app: Arc<App>,
@@ -178,8 +186,9 @@ async fn write_loop(
         let mut resync = false;
         let mut fallback = Vec::new();
         let mut acks = Vec::new();
-        // The deltas of the pipeline, in order: their replies say what became occupied or vacated.
-        let mut deltas = Vec::new();
+        // The pipeline's commands that reply, in order: a delta's reply says what became occupied
+        // or vacated, a count's is the count.
+        let mut replies_to = Vec::new();
         for op in batch.drain(..) {
             match op {
                 Op::Publish(msg) => {
@@ -191,7 +200,19 @@ async fn write_loop(
                     delta,
                 } => {
                     scripts.pipe_subscription_delta(&mut pipe, &app.config.id, &channel, delta);
-                    deltas.push((app, channel));
+                    replies_to.push(Reply::Delta(app, channel));
+                }
+                Op::SubscriptionCount { app, channel } => {
+                    let prefix = app.config.enable_subscription_count.then(|| {
+                        bus::envelope_prefix(scripts.node(), &app.config.id, &channel, None, true)
+                    });
+                    scripts.pipe_subscription_count(
+                        &mut pipe,
+                        &app.config.id,
+                        &channel,
+                        prefix.as_deref(),
+                    );
+                    replies_to.push(Reply::Count(app, channel));
                 }
                 Op::PublishHistory {
                     app,
@@ -233,13 +254,21 @@ async fn write_loop(
         }
         if let Some(replies) = scripts.send(&pipe).await {
             me.dropped_warned.store(false, Ordering::Relaxed);
-            for ((app, channel), edge) in deltas.iter().zip(replies) {
-                let kind = match edge {
-                    1 => WebhookKind::ChannelOccupied,
-                    -1 => WebhookKind::ChannelVacated,
-                    _ => continue,
-                };
-                app.webhooks.emit(Event::Channel { kind, channel });
+            for (to, reply) in replies_to.iter().zip(replies) {
+                match to {
+                    Reply::Delta(app, channel) => {
+                        let kind = match reply {
+                            1 => WebhookKind::ChannelOccupied,
+                            -1 => WebhookKind::ChannelVacated,
+                            _ => continue,
+                        };
+                        app.webhooks.emit(Event::Channel { kind, channel });
+                    }
+                    Reply::Count(app, channel) => {
+                        let count = usize::try_from(reply).unwrap_or(0);
+                        app.subscription_count(channel, count, false);
+                    }
+                }
             }
         } else {
             // Redis did not take them: local subscribers still get them live, unpositioned,

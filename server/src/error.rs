@@ -24,6 +24,8 @@ pub const QUOTE_CHARS: usize = 64;
 pub enum ConnectionError {
     #[error("App key {0:?} does not exist")]
     AppNotFound(String),
+    #[error("This app is disabled")]
+    AppDisabled,
     #[error("No WebSocket endpoint at {0:?}: connect to /app/{{key}}")]
     PathNotFound(String),
     #[error("No protocol version given (pass ?protocol=7)")]
@@ -88,6 +90,7 @@ impl ConnectionError {
         use ConnectionError::*;
         match self {
             AppNotFound(_) => ErrorCode::AppNotFound,
+            AppDisabled => ErrorCode::AppDisabled,
             PathNotFound(_) => ErrorCode::PathNotFound,
             NoProtocolVersion => ErrorCode::NoProtocolVersion,
             InvalidVersionString(_) => ErrorCode::InvalidVersionString,
@@ -132,6 +135,7 @@ impl ConnectionError {
         matches!(
             self,
             AppNotFound(_)
+                | AppDisabled
                 | PathNotFound(_)
                 | NoProtocolVersion
                 | InvalidVersionString(_)
@@ -208,6 +212,8 @@ impl SubscriptionError {
 pub enum ApiError {
     #[error("Unknown app id {0:?}")]
     AppNotFound(String),
+    #[error("App {0:?} is disabled")]
+    AppDisabled(String),
     #[error("Authentication failed: {0}")]
     Unauthorized(String),
     #[error("Bad request: {0}")]
@@ -235,6 +241,7 @@ impl ApiError {
         match self {
             Self::AppNotFound(_) | Self::NotFound => StatusCode::NOT_FOUND,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::AppDisabled(_) => StatusCode::FORBIDDEN,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,

@@ -110,6 +110,7 @@ impl Server {
         }
         let app = router(Arc::clone(&state));
         tokio::spawn(sweep(Arc::clone(&state)));
+        tokio::spawn(reload_apps(Arc::clone(&state)));
         tokio::spawn(sample_memory(Arc::clone(&state)));
         tokio::spawn(async move {
             signal.await;
@@ -146,7 +147,7 @@ impl Server {
         // grace period, and at least a second.
         let deadline = deadline.max(tokio::time::Instant::now() + Duration::from_secs(1));
         for app in state.apps.iter() {
-            app.webhooks.drained(deadline).await;
+            app.webhooks().drained(deadline).await;
         }
         Ok(())
     }
@@ -197,6 +198,46 @@ async fn reload_tls(tls: Arc<Tls>, mut shutdown: watch::Receiver<bool>) {
             }
         }
     }
+}
+
+/// Reads the config file's apps again on SIGHUP: added ones start, changed ones take their new
+/// settings, removed or disabled ones are closed (4003); a file that does not load changes
+/// nothing. Ends when the server shuts down.
+async fn reload_apps(state: Arc<ServerState>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hangup) = signal(SignalKind::hangup()) else {
+            return;
+        };
+        let mut shutdown = state.shutdown.clone();
+        loop {
+            tokio::select! {
+                _ = hangup.recv() => {}
+                _ = shutdown.changed() => return,
+            }
+            match state.config.reload_apps() {
+                Ok(Some(apps)) => {
+                    let done = state.apps.reload(&apps);
+                    tracing::info!(
+                        added = ?done.added,
+                        removed = ?done.removed,
+                        changed = ?done.changed,
+                        unchanged = done.unchanged,
+                        "apps reloaded"
+                    );
+                }
+                Ok(None) => tracing::info!(
+                    "SIGHUP: no [[apps]] in a config file; the apps stay as they are"
+                ),
+                Err(e) => {
+                    tracing::error!(error = %e, "SIGHUP: config not reloaded; keeping the running apps")
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = state;
 }
 
 /// Reads the resident size for memory-pressure admission; ends when the server shuts down.

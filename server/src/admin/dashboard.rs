@@ -62,7 +62,7 @@ pub async fn stats(State(state): State<Arc<ServerState>>) -> Json<Value> {
             busiest.sort_by(|x, y| y.1.cmp(&x.1).then_with(|| x.0.cmp(&y.0)));
             busiest.truncate(BUSIEST);
             json!({
-                "id": a.config.id,
+                "id": a.config().id,
                 "connections": a.connections.count(),
                 "channels": a.channels.len(),
                 "subscriptions": a.channels.subscriptions(),

@@ -40,7 +40,7 @@ fn render(state: &ServerState) -> String {
     let apps: Vec<_> = state.apps.iter().collect();
     let per_app = |f: &dyn Fn(&App) -> u64| -> Vec<(String, u64)> {
         apps.iter()
-            .map(|a| (format!("app_id=\"{}\"", a.config.id), f(a)))
+            .map(|a| (format!("app_id=\"{}\"", a.config().id), f(a)))
             .collect()
     };
     let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
@@ -133,7 +133,7 @@ fn render(state: &ServerState) -> String {
         apps.iter()
             .flat_map(|a| {
                 f(a).into_iter()
-                    .map(move |(v, n)| (format!("app_id=\"{}\",{key}=\"{v}\"", a.config.id), n))
+                    .map(move |(v, n)| (format!("app_id=\"{}\",{key}=\"{v}\"", a.config().id), n))
             })
             .collect::<Vec<_>>()
     };
@@ -215,7 +215,8 @@ fn render(state: &ServerState) -> String {
         "Webhook events by outcome: sent (2xx), failed (given up after retrying), dropped (queue full).",
         &mut per_app_pairs(
             &|a| {
-                let s = a.webhooks.stats();
+                let hooks = a.webhooks();
+                let s = hooks.stats();
                 vec![
                     ("sent", load(&s.sent)),
                     ("failed", load(&s.failed)),
@@ -230,13 +231,13 @@ fn render(state: &ServerState) -> String {
         "chorus_webhook_request_errors_total",
         "counter",
         "Webhook requests that failed (error, timeout or non-2xx answer); each retry counts.",
-        &mut per_app(&|a| load(&a.webhooks.stats().request_errors)).into_iter(),
+        &mut per_app(&|a| load(&a.webhooks().stats().request_errors)).into_iter(),
     );
     family(
         "chorus_webhook_queue",
         "gauge",
         "Webhook events waiting to be sent.",
-        &mut per_app(&|a| a.webhooks.stats().queued.load(Ordering::Relaxed) as u64).into_iter(),
+        &mut per_app(&|a| a.webhooks().stats().queued.load(Ordering::Relaxed) as u64).into_iter(),
     );
     if let Some(n) = &node {
         let _ = writeln!(
@@ -254,7 +255,7 @@ fn render(state: &ServerState) -> String {
         "chorus_fanout_duration_seconds",
         "Time one broadcast took to reach every local subscriber's queue or socket.",
         apps.iter()
-            .map(|a| (format!("app_id=\"{}\"", a.config.id), &a.metrics.fanout)),
+            .map(|a| (format!("app_id=\"{}\"", a.config().id), &a.metrics.fanout)),
     );
     histogram(
         &mut out,

@@ -76,7 +76,7 @@ impl Adapter for LocalAdapter {
         let outcome = app.subscribe_local(channel, kind, conn, member.as_ref(), recover.as_ref());
         let result = match outcome {
             Subscribed::Full => Err(SubscriptionError::PresenceFull(
-                app.config.max_presence_members,
+                app.config().max_presence_members,
             )),
             Subscribed::New { new_local_user } => {
                 app.occupancy_local(channel, true);

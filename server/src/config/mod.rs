@@ -171,6 +171,9 @@ pub struct Config {
     /// Seconds after which a silent node counts as dead and its presence members are removed.
     pub node_timeout: u64,
     pub apps: Vec<AppConfig>,
+    /// The file this was loaded from (SIGHUP reads its apps again).
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -220,6 +223,7 @@ impl Default for Config {
             redis_prefix: "chorus".into(),
             node_timeout: 20,
             apps: Vec::new(),
+            source: None,
         }
     }
 }
@@ -265,6 +269,7 @@ impl Config {
             Some(path) => Self::from_toml_file(path)?,
             None => Self::default(),
         };
+        config.source = cli.config.clone();
         if let Some(host) = &cli.host {
             config.host = host.clone();
         }
@@ -334,6 +339,24 @@ impl Config {
             config,
             uses_development_credentials,
         })
+    }
+
+    /// The apps of `source`, read again and checked with the rest of this configuration; `None`
+    /// when there is no file or it defines no apps (the running ones stay).
+    pub fn reload_apps(&self) -> Result<Option<Vec<AppConfig>>, ConfigError> {
+        let Some(path) = &self.source else {
+            return Ok(None);
+        };
+        let file = Self::from_toml_file(path)?;
+        if file.apps.is_empty() {
+            return Ok(None);
+        }
+        let next = Self {
+            apps: file.apps,
+            ..self.clone()
+        };
+        next.validate()?;
+        Ok(Some(next.apps))
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {

@@ -72,7 +72,7 @@ impl FromRequest<Arc<ServerState>> for Signed {
         // After the signature: nobody but the app can spend its budget.
         app.api_request()
             .map_err(|retry_after| ApiError::TooManyRequests {
-                limit: app.config.max_api_requests_per_second,
+                limit: app.config().max_api_requests_per_second,
                 retry_after,
             })?;
         let limit = state.config.max_request_kb.saturating_mul(1024);
@@ -130,6 +130,9 @@ fn authenticate(
         .apps
         .by_id(app_id)
         .ok_or_else(|| ApiError::AppNotFound(quoted(app_id)))?;
+    if !app.config().enabled {
+        return Err(ApiError::AppDisabled(quoted(app_id)));
+    }
     let pairs: Vec<(String, String)> = form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
         .into_owned()
         .collect();
@@ -137,7 +140,7 @@ fn authenticate(
     let get = |k: &str| params.get(k).map(String::as_str);
     let unauthorized = |m: &str| ApiError::Unauthorized(m.to_owned());
 
-    if get("auth_key") != Some(app.config.key.as_str()) {
+    if get("auth_key") != Some(app.config().key.as_str()) {
         return Err(unauthorized(
             "auth_key is missing or does not match the app",
         ));
@@ -164,8 +167,8 @@ fn authenticate(
         uri.path(),
         pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())),
     );
-    if !sign::verify_hex(&app.config.secret, &to_sign, signature) {
+    if !sign::verify_hex(&app.config().secret, &to_sign, signature) {
         return Err(unauthorized("invalid auth_signature"));
     }
-    Ok((Arc::clone(app), params))
+    Ok((app, params))
 }

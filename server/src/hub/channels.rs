@@ -8,6 +8,7 @@
 //! channel's write lock, which is also what orders `subscription_succeeded` before any event.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use axum::extract::ws::Utf8Bytes;
@@ -140,15 +141,20 @@ pub struct ChannelInfo {
 pub struct Channels {
     map: DashMap<Box<str>, Arc<Channel>>,
     /// Members a presence channel may have here (0 = unlimited).
-    max_members: usize,
+    max_members: AtomicUsize,
 }
 
 impl Channels {
     pub fn new(max_members: usize) -> Self {
         Self {
             map: DashMap::new(),
-            max_members,
+            max_members: AtomicUsize::new(max_members),
         }
+    }
+
+    /// A new member limit for joins from now on.
+    pub fn set_max_members(&self, max: usize) {
+        self.max_members.store(max, Ordering::Relaxed);
     }
 
     /// Whether `name` has subscribers on this node.
@@ -192,7 +198,8 @@ impl Channels {
             return Subscribed::Already;
         }
         if let Some(m) = member {
-            let full = self.max_members != 0 && state.members.len() >= self.max_members;
+            let max = self.max_members.load(Ordering::Relaxed);
+            let full = max != 0 && state.members.len() >= max;
             if full && !state.members.contains(&m.user_id) {
                 return Subscribed::Full;
             }

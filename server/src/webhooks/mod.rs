@@ -144,8 +144,12 @@ pub struct Webhooks {
 
 impl Webhooks {
     /// Starts a delivery task per configured target (none: nothing runs, nothing is paid).
-    pub fn start(app: &AppConfig, client: Option<&reqwest::Client>) -> Self {
-        let stats = Arc::new(WebhookStats::default());
+    /// `stats` carries over the counters of the targets a reload replaces.
+    pub fn start(
+        app: &AppConfig,
+        client: Option<&reqwest::Client>,
+        stats: Arc<WebhookStats>,
+    ) -> Self {
         let Some(client) = client.filter(|_| !app.webhooks.is_empty()) else {
             return Self {
                 stats,
@@ -217,6 +221,10 @@ impl Webhooks {
 
     pub fn stats(&self) -> &WebhookStats {
         &self.stats
+    }
+
+    pub fn shared_stats(&self) -> Arc<WebhookStats> {
+        Arc::clone(&self.stats)
     }
 
     /// Waits until every queued event has been sent or given up on, or `deadline` passes.

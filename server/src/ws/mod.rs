@@ -189,6 +189,9 @@ fn admit(
         .apps
         .by_key(&req.key)
         .ok_or_else(|| ConnectionError::AppNotFound(quoted(&req.key)))?;
+    if !app.config().enabled {
+        return Err(ConnectionError::AppDisabled);
+    }
     let protocol = req
         .protocol
         .as_deref()
@@ -202,7 +205,7 @@ fn admit(
     {
         return Err(ConnectionError::UnsupportedProtocolVersion(version));
     }
-    if !app.config.origin_allowed(req.origin.as_deref()) {
+    if !app.config().origin_allowed(req.origin.as_deref()) {
         return Err(ConnectionError::OriginNotAllowed);
     }
     let address = match req.address {
@@ -224,7 +227,7 @@ fn admit(
         .connections
         .try_acquire()
         .ok_or(ConnectionError::OverConnectionQuota)?;
-    Ok((Arc::clone(app), (server, app_permit, address)))
+    Ok((app, (server, app_permit, address)))
 }
 
 fn new_socket_id() -> String {

@@ -53,8 +53,8 @@ pub struct Session {
 
 impl Session {
     pub fn new(state: Arc<ServerState>, app: Arc<App>, conn: ConnHandle) -> Self {
-        let limiter = RateLimiter::new(app.config.max_client_events_per_second);
-        let burst = match app.config.max_subscriptions_per_connection {
+        let limiter = RateLimiter::new(app.config().max_client_events_per_second);
+        let burst = match app.config().max_subscriptions_per_connection {
             0 => u32::MAX,
             n => u32::try_from(n).unwrap_or(u32::MAX),
         };
@@ -88,6 +88,7 @@ impl Session {
         let mut deadline = Instant::now() + activity;
         let mut awaiting_pong = false;
         let mut shutdown = self.state.shutdown.clone();
+        let mut closing = self.app.closing();
         let conn = self.conn.clone();
         let killed = conn.killed();
         tokio::pin!(killed);
@@ -118,6 +119,12 @@ impl Session {
                 }
                 reason = &mut killed => return Some(reason.error()),
                 _ = shutdown.changed() => return Some(ConnectionError::ShuttingDown),
+                Ok(()) = closing.changed() => {
+                    if *closing.borrow_and_update() {
+                        return Some(ConnectionError::AppDisabled);
+                    }
+                    continue;
+                }
             };
             deadline = Instant::now() + activity;
             awaiting_pong = false;
@@ -180,7 +187,7 @@ impl Session {
         let kind = validate_channel_name(&data.channel)?;
         let socket_id = self.conn.socket_id();
         let authorized = auth::authorize(
-            &self.app.config,
+            &self.app.config(),
             socket_id,
             self.user_id.as_deref(),
             kind,
@@ -239,7 +246,7 @@ impl Session {
         channel: &str,
         member: Option<&PresenceMember>,
     ) -> Result<(), SubscriptionError> {
-        let cfg = &self.app.config;
+        let cfg = &self.app.config();
         let max = cfg.max_subscriptions_per_connection;
         if max != 0 && self.subscriptions.len() >= max {
             return Err(SubscriptionError::TooManySubscriptions(max));
@@ -274,7 +281,7 @@ impl Session {
     }
 
     fn signin(&mut self, data: &SigninData) -> Result<(), ConnectionError> {
-        let user_id = auth::verify_signin(&self.app.config, self.conn.socket_id(), data)?;
+        let user_id = auth::verify_signin(&self.app.config(), self.conn.socket_id(), data)?;
         match &self.user_id {
             // A connection is one user: another id would keep the first one's user channel and
             // escape the first one's termination.
@@ -299,7 +306,7 @@ impl Session {
         channel: Option<String>,
         data: Option<&RawValue>,
     ) -> Result<(), ConnectionError> {
-        let cfg = &self.app.config;
+        let cfg = &self.app.config();
         if !cfg.enable_client_events {
             return Err(ConnectionError::ClientEventsDisabled);
         }
@@ -332,7 +339,7 @@ impl Session {
         self.state
             .adapter
             .broadcast(&self.app, &channel, &frame, Some(self.conn.socket_id()));
-        self.app.webhooks.emit(Event::Client {
+        self.app.webhooks().emit(Event::Client {
             channel: &channel,
             event,
             data: data.unwrap_or(RawValue::NULL),

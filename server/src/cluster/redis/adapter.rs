@@ -201,7 +201,7 @@ impl Inner {
         let (announce, data) = match member {
             Some(member) => {
                 let join = Join {
-                    app: &app.config.id,
+                    app: &app.config().id,
                     channel,
                     member,
                     set_count: None,
@@ -213,7 +213,7 @@ impl Inner {
                         self.subscription_delta(app, channel, -1);
                         let _ = self
                             .scripts
-                            .leave(&app.config.id, channel, &member.user_id)
+                            .leave(&app.config().id, channel, &member.user_id)
                             .await;
                         return Err(full(app));
                     }
@@ -226,7 +226,7 @@ impl Inner {
         };
         let (top, recovery, replay) = if app.history.applies_to(channel) {
             let read = ReadHistory {
-                app: &app.config.id,
+                app: &app.config().id,
                 channel,
                 policy: &app.history.policy,
                 from: recover.and_then(Recover::from),
@@ -250,7 +250,7 @@ impl Inner {
         // has it).
         let mut cache_missed = false;
         if is_cache_channel(channel) && recover.is_none() {
-            match self.scripts.cache_get(&app.config.id, channel).await {
+            match self.scripts.cache_get(&app.config().id, channel).await {
                 Ok(Some(frame)) => replay.push(Utf8Bytes::from(frame)),
                 Ok(None) => {
                     replay.push(wire::cache_miss(channel));
@@ -276,7 +276,7 @@ impl Inner {
             let frame = wire::member_added(channel, &member.user_id, member.user_info.as_deref());
             self.writer
                 .broadcast(app, channel, &frame, Some(conn.socket_id()));
-            app.webhooks.emit(Event::Member {
+            app.webhooks().emit(Event::Member {
                 kind: WebhookKind::MemberAdded,
                 channel,
                 user_id: &member.user_id,
@@ -296,13 +296,13 @@ impl Inner {
         }
         let gone = self
             .scripts
-            .leave(&app.config.id, channel, &user_id)
+            .leave(&app.config().id, channel, &user_id)
             .await
             .unwrap_or(true);
         if gone {
             let frame = wire::member_removed(channel, &user_id);
             self.writer.broadcast(app, channel, &frame, None);
-            app.webhooks.emit(Event::Member {
+            app.webhooks().emit(Event::Member {
                 kind: WebhookKind::MemberRemoved,
                 channel,
                 user_id: &user_id,
@@ -312,12 +312,12 @@ impl Inner {
 }
 
 fn full(app: &App) -> SubscriptionError {
-    SubscriptionError::PresenceFull(app.config.max_presence_members)
+    SubscriptionError::PresenceFull(app.config().max_presence_members)
 }
 
 /// Whether a presence channel with `members` (the joining user included) is over the app's limit.
 fn over_limit(app: &App, members: usize) -> bool {
-    let max = app.config.max_presence_members;
+    let max = app.config().max_presence_members;
     max != 0 && members > max
 }
 
@@ -355,7 +355,7 @@ impl Adapter for RedisAdapter {
                 return Ok(HistoryPage::none());
             }
             let read = ReadHistory {
-                app: &app.config.id,
+                app: &app.config().id,
                 channel: &channel,
                 policy: &app.history.policy,
                 from: None,
@@ -431,7 +431,7 @@ impl Adapter for RedisAdapter {
         channel: &str,
     ) -> BoxFuture<'static, Result<ChannelInfo, AdapterError>> {
         let inner = Arc::clone(&self.inner);
-        let app_id = app.config.id.clone();
+        let app_id = app.config().id.clone();
         let channel = channel.to_owned();
         Box::pin(async move {
             let list = inner.scripts.channels(&app_id, &channel).await?;
@@ -453,7 +453,7 @@ impl Adapter for RedisAdapter {
         prefix: &str,
     ) -> BoxFuture<'static, Result<Vec<(String, ChannelInfo)>, AdapterError>> {
         let inner = Arc::clone(&self.inner);
-        let app_id = app.config.id.clone();
+        let app_id = app.config().id.clone();
         let prefix = prefix.to_owned();
         Box::pin(async move { inner.scripts.channels(&app_id, &prefix).await })
     }
@@ -464,7 +464,7 @@ impl Adapter for RedisAdapter {
         channel: &str,
     ) -> BoxFuture<'static, Result<Vec<String>, AdapterError>> {
         let inner = Arc::clone(&self.inner);
-        let app_id = app.config.id.clone();
+        let app_id = app.config().id.clone();
         let channel = channel.to_owned();
         Box::pin(async move { inner.scripts.users(&app_id, &channel).await })
     }

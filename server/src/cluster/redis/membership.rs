@@ -88,8 +88,8 @@ pub async fn heartbeat_loop(
                     };
                     tracing::info!(app = %o.app, channel = %o.channel, user = %o.user_id, "removing member of a dead node");
                     let frame = wire::member_removed(&o.channel, &o.user_id);
-                    writer.broadcast(app, &o.channel, &frame, None);
-                    app.webhooks.emit(Event::Member {
+                    writer.broadcast(&app, &o.channel, &frame, None);
+                    app.webhooks().emit(Event::Member {
                         kind: WebhookKind::MemberRemoved,
                         channel: &o.channel,
                         user_id: &o.user_id,
@@ -98,7 +98,7 @@ pub async fn heartbeat_loop(
                 for (app_id, channel) in reaped.vacated {
                     if let Some(app) = apps.by_id(&app_id) {
                         let kind = WebhookKind::ChannelVacated;
-                        app.webhooks.emit(Event::Channel {
+                        app.webhooks().emit(Event::Channel {
                             kind,
                             channel: &channel,
                         });

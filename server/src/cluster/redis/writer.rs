@@ -108,14 +108,18 @@ impl Writer {
             except,
             frame,
         };
-        let _ = self.enqueue(Op::Publish(bus::envelope(&self.node, &app.config.id, body)));
+        let _ = self.enqueue(Op::Publish(bus::envelope(
+            &self.node,
+            &app.config().id,
+            body,
+        )));
     }
 
     /// Keeps `frame` as the cluster's last event of `channel` if it is a cache channel.
     pub fn cache(&self, app: &App, channel: &str, frame: &Utf8Bytes) {
         if is_cache_channel(channel) {
             let _ = self.enqueue(Op::Cache {
-                app: app.config.id.clone(),
+                app: app.config().id.clone(),
                 channel: channel.to_owned(),
                 frame: frame.clone(),
             });
@@ -125,7 +129,11 @@ impl Writer {
     /// Asks the other nodes to close `user_id`'s connections.
     pub fn terminate(&self, app: &App, user_id: &str) {
         let body = Body::Terminate { user_id };
-        let _ = self.enqueue(Op::Publish(bus::envelope(&self.node, &app.config.id, body)));
+        let _ = self.enqueue(Op::Publish(bus::envelope(
+            &self.node,
+            &app.config().id,
+            body,
+        )));
     }
 
     fn downgrade(&self) -> WeakWriter {
@@ -199,16 +207,16 @@ async fn write_loop(
                     channel,
                     delta,
                 } => {
-                    scripts.pipe_subscription_delta(&mut pipe, &app.config.id, &channel, delta);
+                    scripts.pipe_subscription_delta(&mut pipe, &app.config().id, &channel, delta);
                     replies_to.push(Reply::Delta(app, channel));
                 }
                 Op::SubscriptionCount { app, channel } => {
-                    let prefix = app.config.enable_subscription_count.then(|| {
-                        bus::envelope_prefix(scripts.node(), &app.config.id, &channel, None, true)
+                    let prefix = app.config().enable_subscription_count.then(|| {
+                        bus::envelope_prefix(scripts.node(), &app.config().id, &channel, None, true)
                     });
                     scripts.pipe_subscription_count(
                         &mut pipe,
-                        &app.config.id,
+                        &app.config().id,
                         &channel,
                         prefix.as_deref(),
                     );
@@ -222,13 +230,13 @@ async fn write_loop(
                 } => {
                     let envelope_prefix = bus::envelope_prefix(
                         scripts.node(),
-                        &app.config.id,
+                        &app.config().id,
                         &channel,
                         except.as_deref(),
                         true,
                     );
                     let event = PublishHistory {
-                        app: &app.config.id,
+                        app: &app.config().id,
                         channel: &channel,
                         policy: &app.history.policy,
                         frame: &frame,
@@ -262,7 +270,7 @@ async fn write_loop(
                             -1 => WebhookKind::ChannelVacated,
                             _ => continue,
                         };
-                        app.webhooks.emit(Event::Channel { kind, channel });
+                        app.webhooks().emit(Event::Channel { kind, channel });
                     }
                     Reply::Count(app, channel) => {
                         let count = usize::try_from(reply).unwrap_or(0);
@@ -302,12 +310,12 @@ async fn rewrite_state(
     for app in apps.iter() {
         for (channel, count) in app.channels.subscription_counts() {
             scripts
-                .subscription_delta(&app.config.id, &channel, count as i64)
+                .subscription_delta(&app.config().id, &channel, count as i64)
                 .await?;
         }
         for (channel, member, count) in app.channels.presence_snapshot() {
             let join = Join {
-                app: &app.config.id,
+                app: &app.config().id,
                 channel: &channel,
                 member: &member,
                 set_count: Some(count),
@@ -315,7 +323,7 @@ async fn rewrite_state(
             if scripts.join(join).await?.is_new {
                 let frame =
                     wire::member_added(&channel, &member.user_id, member.user_info.as_deref());
-                writer.broadcast(app, &channel, &frame, None);
+                writer.broadcast(&app, &channel, &frame, None);
             }
         }
     }

@@ -2,15 +2,18 @@
 //! metrics, and the operations on them that involve this node only (the cluster layer builds on
 //! these: the local adapter is just them, the Redis adapter adds the other nodes).
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+mod apps;
+mod limit;
+
 use std::sync::Arc;
+
+use arc_swap::{ArcSwap, Guard};
 
 use axum::extract::ws::Utf8Bytes;
 use chorus_protocol::frame::StreamPosition;
 use chorus_protocol::{is_cache_channel, ChannelKind};
 use serde_json::value::RawValue;
-use tokio::sync::Notify;
+use tokio::sync::watch;
 
 use crate::config::{AppConfig, WebhookKind};
 use crate::hub::cache::Cache;
@@ -29,8 +32,12 @@ use crate::webhooks::edges::{Edge, Edges};
 use crate::webhooks::{Event, Webhooks};
 use crate::wire;
 
+pub use apps::Apps;
+pub use limit::{ConnectionLimit, ConnectionPermit};
+
 pub struct App {
-    pub config: AppConfig,
+    /// The settings; a reload swaps them (see [`Self::reconfigure`]).
+    settings: ArcSwap<AppConfig>,
     pub channels: Channels,
     pub users: Users,
     pub history: History,
@@ -38,7 +45,9 @@ pub struct App {
     pub connections: ConnectionLimit,
     /// Copies of delivered events for the dashboard's console.
     pub tap: Tap,
-    pub webhooks: Webhooks,
+    hooks: ArcSwap<Webhooks>,
+    /// Becomes true when the app is disabled or removed: its connections close with 4003.
+    closing: watch::Sender<bool>,
     /// Cache channels' last event (single node; with Redis it lives there).
     pub cache: Cache,
     /// Channels whose subscription count is to be announced.
@@ -88,7 +97,8 @@ impl App {
     /// With `client`, the app's webhooks start delivering (inside a tokio runtime).
     pub fn new(config: AppConfig, client: Option<&reqwest::Client>) -> Self {
         Self {
-            webhooks: Webhooks::start(&config, client),
+            hooks: ArcSwap::from_pointee(Webhooks::start(&config, client, Arc::default())),
+            closing: watch::Sender::new(false),
             cache: Cache::default(),
             dirty_counts: DirtyCounts::default(),
             occupancy: Edges::default(),
@@ -99,11 +109,56 @@ impl App {
                 config.max_api_requests_per_second,
             )),
             channels: Channels::new(config.max_presence_members),
-            config,
+            settings: ArcSwap::from_pointee(config),
             users: Users::default(),
             metrics: AppMetrics::default(),
             tap: Tap::default(),
         }
+    }
+
+    pub fn config(&self) -> Guard<Arc<AppConfig>> {
+        self.settings.load()
+    }
+
+    pub fn webhooks(&self) -> Guard<Arc<Webhooks>> {
+        self.hooks.load()
+    }
+
+    /// Resolves once the app is disabled or removed (its connections then close with 4003).
+    pub fn closing(&self) -> watch::Receiver<bool> {
+        self.closing.subscribe()
+    }
+
+    /// Closes every connection of the app (4003): it was disabled or removed.
+    pub fn close_all(&self) {
+        self.closing.send_replace(true);
+    }
+
+    /// Applies changed settings (same id): limits hold from now on for new connections,
+    /// subscriptions and requests (open connections keep their per-connection limits), changed
+    /// webhooks replace the old targets (which finish what they queued), and a disabled app's
+    /// connections are closed. History settings keep their start-up values.
+    pub fn reconfigure(&self, config: AppConfig, client: Option<&reqwest::Client>) {
+        let old = self.config();
+        self.connections.set_max(config.max_connections);
+        self.channels.set_max_members(config.max_presence_members);
+        if config.max_api_requests_per_second != old.max_api_requests_per_second {
+            *self.api_requests.lock() = RateLimiter::new(config.max_api_requests_per_second);
+        }
+        let signing_changed = config.key != old.key || config.secret != old.secret;
+        if config.webhooks != old.webhooks || signing_changed {
+            let stats = self.webhooks().shared_stats();
+            self.hooks
+                .store(Arc::new(Webhooks::start(&config, client, stats)));
+        }
+        let enabled = config.enabled;
+        self.settings.store(Arc::new(config));
+        // Only a change wakes the connections (re-enabling lets new ones in).
+        self.closing.send_if_modified(|closed| {
+            let modified = *closed == enabled;
+            *closed = !enabled;
+            modified
+        });
     }
 
     /// Takes one signed API request from the app's budget; `Err` holds the seconds until the
@@ -132,7 +187,7 @@ impl App {
             Some(Edge::Down) => WebhookKind::ChannelVacated,
             None => return,
         };
-        self.webhooks.emit(Event::Channel { kind, channel });
+        self.webhooks().emit(Event::Channel { kind, channel });
     }
 
     /// A presence user's first connection on `channel` joined (`up`) or its last left: the
@@ -149,7 +204,7 @@ impl App {
             Some(Edge::Down) => WebhookKind::MemberRemoved,
             None => return,
         };
-        self.webhooks.emit(Event::Member {
+        self.webhooks().emit(Event::Member {
             kind,
             channel,
             user_id,
@@ -158,7 +213,7 @@ impl App {
 
     /// Largest event payload in bytes.
     pub fn max_payload_bytes(&self) -> usize {
-        self.config.max_event_payload_kb.saturating_mul(1024)
+        self.config().max_event_payload_kb.saturating_mul(1024)
     }
 
     /// Delivers to this node's subscribers and counts it.
@@ -235,25 +290,25 @@ impl App {
     pub fn counts_subscriptions(&self, channel: &str) -> bool {
         let kind = ChannelKind::of(channel);
         !matches!(kind, ChannelKind::Presence | ChannelKind::ServerToUser)
-            && (self.config.enable_subscription_count
-                || self.webhooks.wants(WebhookKind::SubscriptionCount))
+            && (self.config().enable_subscription_count
+                || self.webhooks().wants(WebhookKind::SubscriptionCount))
     }
 
     /// Announces `channel`'s cluster-wide subscription `count`: to its subscribers on this node
     /// when `enable_subscription_count` (`deliver`: a cluster adapter delivers through the bus
     /// instead), and to the `subscription_count` webhook.
     pub fn subscription_count(&self, channel: &str, count: usize, deliver: bool) {
-        if deliver && self.config.enable_subscription_count {
+        if deliver && self.config().enable_subscription_count {
             self.deliver_local(channel, &wire::subscription_count(channel, count), None);
         }
-        self.webhooks
+        self.webhooks()
             .emit(Event::SubscriptionCount { channel, count });
     }
 
     /// A new subscriber of a cache channel found no event: the `cache_miss` webhook.
     pub fn cache_missed(&self, channel: &str) {
         let kind = WebhookKind::CacheMiss;
-        self.webhooks.emit(Event::Channel { kind, channel });
+        self.webhooks().emit(Event::Channel { kind, channel });
     }
 
     /// Subscribes on this node, answering a recovery request from this node's history: the
@@ -335,127 +390,5 @@ impl App {
             position: Some(stream.top()),
             events: stream.recent(&self.history.policy, limit),
         }
-    }
-}
-
-/// All configured apps, by id (HTTP API) and by key (WebSocket).
-pub struct Apps {
-    by_id: HashMap<String, Arc<App>>,
-    by_key: HashMap<String, Arc<App>>,
-}
-
-impl Apps {
-    pub fn new(configs: &[AppConfig]) -> Self {
-        let mut by_id = HashMap::new();
-        let mut by_key = HashMap::new();
-        let client = crate::webhooks::client(configs);
-        for c in configs {
-            let app = Arc::new(App::new(c.clone(), client.as_ref()));
-            by_id.insert(c.id.clone(), Arc::clone(&app));
-            by_key.insert(c.key.clone(), app);
-        }
-        Self { by_id, by_key }
-    }
-
-    pub fn by_id(&self, id: &str) -> Option<&Arc<App>> {
-        self.by_id.get(id)
-    }
-
-    pub fn by_key(&self, key: &str) -> Option<&Arc<App>> {
-        self.by_key.get(key)
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = &Arc<App>> {
-        self.by_id.values()
-    }
-}
-
-/// Counts open connections against a maximum (0 = unlimited): one per server and one per app.
-pub struct ConnectionLimit {
-    max: usize,
-    state: Arc<LimitState>,
-}
-
-struct LimitState {
-    count: AtomicUsize,
-    /// Woken when the count drops to 0 (graceful shutdown waits for it).
-    idle: Notify,
-}
-
-/// One connection counted until dropped.
-pub struct ConnectionPermit(Arc<LimitState>);
-
-impl ConnectionLimit {
-    pub fn new(max: usize) -> Self {
-        Self {
-            max,
-            state: Arc::new(LimitState {
-                count: AtomicUsize::new(0),
-                idle: Notify::new(),
-            }),
-        }
-    }
-
-    /// Counts one more connection; `None` when at the maximum.
-    pub fn try_acquire(&self) -> Option<ConnectionPermit> {
-        let prev = self.state.count.fetch_add(1, Ordering::AcqRel);
-        if self.max != 0 && prev >= self.max {
-            self.state.release();
-            return None;
-        }
-        Some(ConnectionPermit(Arc::clone(&self.state)))
-    }
-
-    pub fn count(&self) -> usize {
-        self.state.count.load(Ordering::Acquire)
-    }
-
-    /// Resolves once no connection is counted.
-    pub async fn idle(&self) {
-        loop {
-            // Registered before the check, so a release in between is not missed.
-            let notified = self.state.idle.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if self.count() == 0 {
-                return;
-            }
-            notified.await;
-        }
-    }
-}
-
-impl LimitState {
-    fn release(&self) {
-        if self.count.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.idle.notify_waiters();
-        }
-    }
-}
-
-impl Drop for ConnectionPermit {
-    fn drop(&mut self) {
-        self.0.release();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn a_limit_refuses_past_its_maximum_and_reports_idle() {
-        let limit = ConnectionLimit::new(2);
-        let a = limit.try_acquire().unwrap();
-        let b = limit.try_acquire().unwrap();
-        assert!(limit.try_acquire().is_none());
-        assert_eq!(limit.count(), 2);
-        drop(a);
-        let c = limit.try_acquire().unwrap();
-        let waiting = tokio::time::timeout(std::time::Duration::from_millis(50), limit.idle());
-        assert!(waiting.await.is_err());
-        drop((b, c));
-        limit.idle().await;
-        assert!(ConnectionLimit::new(0).try_acquire().is_some());
     }
 }

@@ -24,7 +24,8 @@ mkdirSync(SHOTS, { recursive: true });
 /** Open WebSocket connections of the app on one node, from its /metrics. */
 async function connections(node) {
   const metrics = await fetch(`${node.adminUrl}/metrics`, { signal: AbortSignal.timeout(2000) }).then((r) => r.text());
-  const m = metrics.match(/^chorus_connections\{app_id="app-id"\} (\d+)$/m);
+  // In a cluster every sample also carries its node label.
+  const m = metrics.match(/^chorus_connections\{(?:node="[^"]*",)?app_id="app-id"\} (\d+)$/m);
   assert.ok(m, `no chorus_connections in /metrics:\n${metrics}`);
   return Number(m[1]);
 }

@@ -229,6 +229,7 @@ async function scenario(t, app, mode) {
     });
 
     await step('Bruno closes the page: Ana sees him offline with his last-seen time', async () => {
+      const closing = Date.now();
       await brunoCtx.close();
       await eventually(
         async () => assert.match(await text(ana, '[data-testid=chat-status]'), /last seen (just now|1 min ago)/),
@@ -238,6 +239,24 @@ async function scenario(t, app, mode) {
       assert.equal(await ana.locator('[data-testid=online-user]').count(), 0);
       assert.equal(await chatItem(ana, 'Bruno').locator('[data-testid=online-dot]').count(), 0);
       await shot(ana, `5-ana-bruno-left`);
+      // Bruno made no request after closing: only chorus's member_removed webhook, after his socket
+      // closed, can have moved his last_seen past that moment.
+      const carla = await fetch(`${stack.backendUrl}/api/login`, {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify({ user_id: 3 }),
+      }).then((r) => r.json());
+      await eventually(
+        async () => {
+          const users = await fetch(`${stack.backendUrl}/api/users`, {
+            headers: { Authorization: `Bearer ${carla.token}` },
+          }).then((r) => r.json());
+          const bruno = users.find((u) => u.name === 'Bruno');
+          assert.ok(bruno.last_seen >= closing, `last_seen ${bruno.last_seen} before the close at ${closing}`);
+        },
+        10000,
+        'the webhook marking Bruno as seen when he left',
+      );
     });
 
     await step('the backend authorizes channels per user (403 otherwise)', async () => {

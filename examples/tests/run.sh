@@ -25,6 +25,7 @@ export REDIS_SERVER="${REDIS_SERVER:-$(command -v redis-server || echo /usr/bin/
 # dependencies it has in common with the server are compiled once.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 cargo build --locked --quiet --manifest-path "$ROOT/examples/backend/Cargo.toml"
+cargo test --locked --quiet --manifest-path "$ROOT/examples/backend/Cargo.toml"
 export BACKEND_BIN="$CARGO_TARGET_DIR/debug/chorus-chat-backend"
 
 for dir in tests vue react; do

@@ -97,7 +97,7 @@ fn channel_access(state: &AppState, user: &User, channel: &str) -> ApiResult<Acc
             allow(id == user.id.to_string(), Access::Private) // notifications: that user only
         } else if let Some(chat) = channel.strip_prefix("private-chat.") {
             allow(is_member(chat)?, Access::Private)
-        } else if channel == "presence-online" {
+        } else if channel == crate::last_seen::ONLINE {
             Access::Presence(me) // anyone signed in
         } else if let Some(chat) = channel.strip_prefix("presence-chat.") {
             allow(is_member(chat)?, Access::Presence(me))

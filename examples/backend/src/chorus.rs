@@ -3,7 +3,7 @@
 
 use hmac::{Hmac, Mac};
 use md5::{Digest, Md5};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use sha2::Sha256;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -131,28 +131,25 @@ impl Chorus {
         Ok(())
     }
 
-    /// The user ids subscribed to a presence channel.
-    pub async fn presence_users(&self, channel: &str) -> Result<Vec<String>, String> {
-        #[derive(Deserialize)]
-        struct Users {
-            users: Vec<UserId>,
-        }
-        #[derive(Deserialize)]
-        struct UserId {
-            id: String,
-        }
-        let path = format!("/apps/{}/channels/{channel}/users", self.app_id);
-        let response = self
-            .http
-            .get(self.signed_url("GET", &path, None))
-            .send()
-            .await
-            .map_err(|e| format!("Chorus unreachable: {e}"))?;
-        if !response.status().is_success() {
-            return Err(format!("Chorus answered {}", response.status()));
-        }
-        let users: Users = response.json().await.map_err(|e| e.to_string())?;
-        Ok(users.users.into_iter().map(|u| u.id).collect())
+    /// Whether a webhook request comes from Chorus: `X-Pusher-Key` is this app's key and
+    /// `X-Pusher-Signature` the HMAC-SHA256 of the raw body with its secret (compared in
+    /// constant time), as Laravel's and every `pusher` SDK's webhook validation checks it.
+    pub fn webhook_is_valid(
+        &self,
+        key: Option<&str>,
+        signature: Option<&str>,
+        body: &[u8],
+    ) -> bool {
+        let (Some(key), Some(signature)) = (key, signature) else {
+            return false;
+        };
+        let Ok(signature) = hex::decode(signature) else {
+            return false;
+        };
+        let mut mac =
+            Hmac::<Sha256>::new_from_slice(self.secret.as_bytes()).expect("any key length");
+        mac.update(body);
+        key == self.key && mac.verify_slice(&signature).is_ok()
     }
 }
 
@@ -172,6 +169,18 @@ mod tests {
             chorus.authorize_channel("1234.1234", "private-foobar", None),
             "278d425bdf160c739803:58df8b0c36d6982b82c3ecf6b4662e34fe8c25bba48f5369f135bf843651c3a4"
         );
+    }
+
+    #[test]
+    fn webhooks_are_checked_against_key_and_secret() {
+        let chorus = Chorus::new("http://x".into(), "1".into(), "k".into(), "s".into());
+        let body = br#"{"time_ms":1,"events":[]}"#;
+        let good = hmac_hex("s", std::str::from_utf8(body).unwrap());
+        assert!(chorus.webhook_is_valid(Some("k"), Some(&good), body));
+        assert!(!chorus.webhook_is_valid(Some("other"), Some(&good), body));
+        assert!(!chorus.webhook_is_valid(Some("k"), Some(&hmac_hex("x", "y")), body));
+        assert!(!chorus.webhook_is_valid(Some("k"), None, body));
+        assert!(!chorus.webhook_is_valid(Some("k"), Some("zz"), body));
     }
 
     #[test]

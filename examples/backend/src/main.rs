@@ -52,6 +52,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/files/{file}", get(routes::file))
         .route("/broadcasting/auth", post(auth::broadcasting_auth))
         .route("/broadcasting/user-auth", post(auth::user_auth))
+        .route("/pusher/webhook", post(last_seen::webhook))
         .with_state(state)
 }
 
@@ -81,7 +82,6 @@ async fn main() {
         chorus: Arc::new(chorus),
         uploads,
     };
-    tokio::spawn(last_seen::track(state.clone()));
 
     let addr = format!("{}:{}", env("HOST", "127.0.0.1"), env("PORT", "8000"));
     let listener = tokio::net::TcpListener::bind(&addr)

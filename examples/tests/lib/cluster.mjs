@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ChorusServer, freePort, sleep, start, startApp, stop, tail } from './stack.mjs';
+import { ChorusServer, freePort, sleep, start, startApp, stop, tail, webhookSettings } from './stack.mjs';
 
 const REDIS_BIN = process.env.REDIS_SERVER || 'redis-server';
 
@@ -121,7 +121,13 @@ export async function startCluster(app, mode = 'build') {
     'node_timeout = 5',
   ];
   // The app keeps history (spelled out; these are the defaults), which lives in Redis.
-  const appSettings = ['history_size = 100', 'history_ttl = 300', 'history_channels = ["*"]'];
+  const backendPort = await freePort();
+  const appSettings = [
+    'history_size = 100',
+    'history_ttl = 300',
+    'history_channels = ["*"]',
+    ...webhookSettings(backendPort),
+  ];
   const a = new ChorusServer(dir, await freePort(), { name: 'chorus-a', settings, appSettings, adminPort: await freePort() });
   const b = new ChorusServer(dir, await freePort(), { name: 'chorus-b', settings, appSettings, adminPort: await freePort() });
   await a.start();
@@ -130,7 +136,11 @@ export async function startCluster(app, mode = 'build') {
   const api = new TcpProxy('api', b.port);
   await ws.listen();
   await api.listen();
-  const web = await startApp(dir, app, mode, { chorusUrl: `http://127.0.0.1:${api.port}`, wsPort: ws.port });
+  const web = await startApp(dir, app, mode, {
+    chorusUrl: `http://127.0.0.1:${api.port}`,
+    wsPort: ws.port,
+    backendPort,
+  });
   const names = ['redis', 'chorus-a', 'chorus-b', 'backend', 'vite'];
   return {
     dir,

@@ -66,6 +66,17 @@ export async function stop(child) {
   await exited;
 }
 
+/** The app's `[[apps.webhooks]]` table sending presence-online's members to the backend. */
+export function webhookSettings(backendPort) {
+  return [
+    '',
+    '[[apps.webhooks]]',
+    `url = "http://127.0.0.1:${backendPort}/pusher/webhook"`,
+    'event_types = ["member_added", "member_removed"]',
+    'channel_prefix = "presence-online"',
+  ];
+}
+
 /**
  * chorus on a fixed port, restartable. `settings` and `appSettings` are extra config lines, top
  * level (e.g. the Redis adapter's) and in the app's table; `name` names its config and log files
@@ -121,9 +132,14 @@ export class ChorusServer {
  */
 export async function startStack(app, mode = 'build') {
   const dir = mkdtempSync(join(tmpdir(), `chorus-example-${app}-`));
-  const chorus = new ChorusServer(dir, await freePort(), { adminPort: await freePort() });
+  // The backend learns who comes and goes from chorus's webhooks, as a Laravel app would.
+  const backendPort = await freePort();
+  const chorus = new ChorusServer(dir, await freePort(), {
+    adminPort: await freePort(),
+    appSettings: webhookSettings(backendPort),
+  });
   await chorus.start();
-  const web = await startApp(dir, app, mode, { chorusUrl: chorus.url, wsPort: chorus.port });
+  const web = await startApp(dir, app, mode, { chorusUrl: chorus.url, wsPort: chorus.port, backendPort });
   return {
     dir,
     url: web.url,
@@ -143,8 +159,8 @@ export async function startStack(app, mode = 'build') {
  * `chorusUrl`, and the app, whose WebSocket goes to 127.0.0.1:`wsPort`.
  * Returns `{ url, backendUrl, close() }`; logs are `dir/backend.log` and `dir/vite.log`.
  */
-export async function startApp(dir, app, mode, { chorusUrl, wsPort }) {
-  const backendPort = await freePort();
+export async function startApp(dir, app, mode, { chorusUrl, wsPort, backendPort }) {
+  backendPort ??= await freePort();
   const backendUrl = `http://127.0.0.1:${backendPort}`;
   const backend = start('backend', BACKEND_BIN, [], {
     dir,

@@ -205,9 +205,9 @@ impl HttpMetrics {
 
 /// Close codes counted apart; the rest count as `other`. `client` is a connection the client
 /// closed (or that dropped) without the server ending it.
-pub const CLOSE_CODES: [&str; 17] = [
-    "client", "4001", "4004", "4005", "4006", "4007", "4008", "4009", "4100", "4200", "4201",
-    "4202", "1002", "1007", "1008", "1009", "other",
+pub const CLOSE_CODES: [&str; 18] = [
+    "client", "4001", "4003", "4004", "4005", "4006", "4007", "4008", "4009", "4100", "4200",
+    "4201", "4202", "1002", "1007", "1008", "1009", "other",
 ];
 
 /// WebSocket connections opened and closed (by close code), server-wide.

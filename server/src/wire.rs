@@ -131,6 +131,16 @@ pub fn subscription_count(channel: &str, count: usize) -> Utf8Bytes {
     )
 }
 
+/// `pusher_internal:watchlist_events` with one event (`online` or `offline`) naming `user_ids`
+/// (pusher-js: `pusher.user.watchlist.bind(name, ...)`).
+pub fn watchlist_event(name: &str, user_ids: &[&str]) -> Utf8Bytes {
+    Utf8Bytes::from(format!(
+        r#"{{"event":"pusher_internal:watchlist_events","data":{{"events":[{{"name":{},"user_ids":{}}}]}}}}"#,
+        json(name),
+        json(user_ids)
+    ))
+}
+
 /// `pusher:cache_miss`: a cache channel has no event to give a new subscriber.
 pub fn cache_miss(channel: &str) -> Utf8Bytes {
     Utf8Bytes::from(format!(

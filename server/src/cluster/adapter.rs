@@ -41,6 +41,27 @@ pub trait Adapter: Send + Sync + 'static {
         limit: usize,
     ) -> BoxFuture<'static, Result<HistoryPage, AdapterError>>;
 
+    /// `conn` signed in as `user_id`, watching `watchlist`: it is sent the watched ids online
+    /// anywhere in the cluster, and the user's first connection in the cluster is announced
+    /// `online` to its watchers on every node.
+    fn signin(
+        &self,
+        app: &Arc<App>,
+        user_id: &str,
+        conn: &ConnHandle,
+        watchlist: &[String],
+    ) -> BoxFuture<'static, ()>;
+
+    /// `conn`, signed in as `user_id`, is gone: the user's last connection in the cluster is
+    /// announced `offline`.
+    fn signout(
+        &self,
+        app: &Arc<App>,
+        user_id: &str,
+        conn: &ConnHandle,
+        watchlist: &[String],
+    ) -> BoxFuture<'static, ()>;
+
     /// Closes every connection signed in as `user_id`, on every node.
     fn terminate_user(&self, app: &Arc<App>, user_id: &str);
 

@@ -15,6 +15,7 @@ use crate::hub::history::Recover;
 use crate::hub::outbound::ConnHandle;
 use crate::hub::outbound::Cork;
 use crate::hub::presence::PresenceMember;
+use crate::wire;
 
 #[derive(Debug, Default)]
 pub struct LocalAdapter;
@@ -58,6 +59,43 @@ impl Adapter for LocalAdapter {
         limit: usize,
     ) -> BoxFuture<'static, Result<HistoryPage, AdapterError>> {
         Box::pin(ready(Ok(app.history_local(channel, limit))))
+    }
+
+    fn signin(
+        &self,
+        app: &Arc<App>,
+        user_id: &str,
+        conn: &ConnHandle,
+        watchlist: &[String],
+    ) -> BoxFuture<'static, ()> {
+        let first = app.users.add(user_id, conn);
+        app.users.watch(conn, watchlist);
+        let online: Vec<&str> = watchlist
+            .iter()
+            .filter(|id| app.users.is_online_here(id))
+            .map(String::as_str)
+            .collect();
+        if !online.is_empty() {
+            conn.send(&wire::watchlist_event("online", &online));
+        }
+        if first {
+            app.users.announce(user_id, true);
+        }
+        Box::pin(ready(()))
+    }
+
+    fn signout(
+        &self,
+        app: &Arc<App>,
+        user_id: &str,
+        conn: &ConnHandle,
+        watchlist: &[String],
+    ) -> BoxFuture<'static, ()> {
+        app.users.unwatch(conn, watchlist);
+        if app.users.remove(user_id, conn) {
+            app.users.announce(user_id, false);
+        }
+        Box::pin(ready(()))
     }
 
     fn terminate_user(&self, app: &Arc<App>, user_id: &str) {

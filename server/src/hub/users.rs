@@ -1,28 +1,79 @@
 //! The connections signed in (`pusher:signin`) per user id, so that an app can close all of a
-//! user's connections at once (`terminate_connections`).
+//! user's connections at once (`terminate_connections`), and the connections watching each user
+//! id (the `watchlist` of their sign-in), told when it comes online or goes offline.
 
 use dashmap::DashMap;
 
 use super::outbound::{ConnHandle, KillReason};
+use crate::wire;
 
 #[derive(Default)]
 pub struct Users {
     map: DashMap<String, Vec<ConnHandle>>,
+    watchers: DashMap<String, Vec<ConnHandle>>,
 }
 
 impl Users {
-    pub fn add(&self, user_id: &str, conn: &ConnHandle) {
+    /// Returns whether it is the user's first connection on this node.
+    pub fn add(&self, user_id: &str, conn: &ConnHandle) -> bool {
         let mut conns = self.map.entry(user_id.to_owned()).or_default();
         if !conns.iter().any(|c| c.same(conn)) {
             conns.push(conn.clone());
         }
+        conns.len() == 1
     }
 
-    pub fn remove(&self, user_id: &str, conn: &ConnHandle) {
+    /// Returns whether it was the user's last connection on this node.
+    pub fn remove(&self, user_id: &str, conn: &ConnHandle) -> bool {
         if let Some(mut conns) = self.map.get_mut(user_id) {
             conns.retain(|c| !c.same(conn));
         }
-        self.map.remove_if(user_id, |_, conns| conns.is_empty());
+        self.map
+            .remove_if(user_id, |_, conns| conns.is_empty())
+            .is_some()
+    }
+
+    /// Whether `user_id` has a signed-in connection on this node.
+    pub fn is_online_here(&self, user_id: &str) -> bool {
+        self.map.contains_key(user_id)
+    }
+
+    /// Signed-in connections per user on this node (to rewrite a cluster's state).
+    pub fn counts(&self) -> Vec<(String, usize)> {
+        self.map
+            .iter()
+            .map(|e| (e.key().clone(), e.value().len()))
+            .collect()
+    }
+
+    /// `conn` watches `user_ids` until [`Self::unwatch`].
+    pub fn watch(&self, conn: &ConnHandle, user_ids: &[String]) {
+        for id in user_ids {
+            let mut conns = self.watchers.entry(id.clone()).or_default();
+            if !conns.iter().any(|c| c.same(conn)) {
+                conns.push(conn.clone());
+            }
+        }
+    }
+
+    pub fn unwatch(&self, conn: &ConnHandle, user_ids: &[String]) {
+        for id in user_ids {
+            if let Some(mut conns) = self.watchers.get_mut(id) {
+                conns.retain(|c| !c.same(conn));
+            }
+            self.watchers.remove_if(id, |_, conns| conns.is_empty());
+        }
+    }
+
+    /// Tells this node's watchers of `user_id` that it came online or went offline.
+    pub fn announce(&self, user_id: &str, online: bool) {
+        let Some(conns) = self.watchers.get(user_id) else {
+            return;
+        };
+        let frame = wire::watchlist_event(if online { "online" } else { "offline" }, &[user_id]);
+        for c in conns.iter() {
+            c.send(&frame);
+        }
     }
 
     /// Closes every connection signed in as `user_id` (4009); returns how many.

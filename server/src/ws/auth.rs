@@ -60,11 +60,21 @@ pub fn authorize(
 }
 
 /// Checks a `pusher:signin`; returns the user id it signs in as.
+/// The most user ids a sign-in may watch (Pusher's limit).
+pub const MAX_WATCHLIST: usize = 100;
+
+/// Who signed in, and whom they watch.
+#[derive(Debug, PartialEq, Eq)]
+pub struct SignedIn {
+    pub user_id: String,
+    pub watchlist: Vec<String>,
+}
+
 pub fn verify_signin(
     cfg: &AppConfig,
     socket_id: &str,
     data: &SigninData,
-) -> Result<String, ConnectionError> {
+) -> Result<SignedIn, ConnectionError> {
     if !cfg.enable_user_authentication {
         return Err(ConnectionError::UserAuthenticationDisabled);
     }
@@ -80,14 +90,29 @@ pub fn verify_signin(
     #[derive(serde::Deserialize)]
     struct UserData {
         id: String,
+        #[serde(default)]
+        watchlist: Vec<String>,
     }
     let user: UserData = serde_json::from_str(&data.user_data).map_err(|_| {
-        ConnectionError::SigninFailed("user_data must be a JSON object with a string id")
+        ConnectionError::SigninFailed(
+            "user_data must be a JSON object with a string id (and a watchlist of string ids)",
+        )
     })?;
     if user.id.is_empty() {
         return Err(ConnectionError::SigninFailed("user id is empty"));
     }
-    Ok(user.id)
+    if user.watchlist.len() > MAX_WATCHLIST {
+        return Err(ConnectionError::SigninFailed(
+            "the watchlist has more than 100 user ids",
+        ));
+    }
+    let mut watchlist = user.watchlist;
+    watchlist.sort_unstable();
+    watchlist.dedup();
+    Ok(SignedIn {
+        user_id: user.id,
+        watchlist,
+    })
 }
 
 #[cfg(test)]
@@ -129,5 +154,29 @@ mod tests {
             authorize(&cfg, sock, Some("8"), ChannelKind::ServerToUser, &user),
             Err(SubscriptionError::NotSignedInAsUser)
         ));
+    }
+
+    #[test]
+    fn a_signin_carries_its_watchlist_deduplicated_and_bounded() {
+        let cfg = AppConfig::development();
+        let sock = "1.2";
+        let signin = |user_data: String| {
+            let auth = sign::sign_user(&cfg.key, &cfg.secret, sock, &user_data);
+            verify_signin(&cfg, sock, &SigninData { auth, user_data })
+        };
+        let signed = signin(r#"{"id":"a","watchlist":["c","b","c"]}"#.into()).unwrap();
+        assert_eq!(signed.user_id, "a");
+        assert_eq!(signed.watchlist, ["b", "c"]);
+        assert!(signin(r#"{"id":"a"}"#.into()).unwrap().watchlist.is_empty());
+        let ids: Vec<String> = (0..=MAX_WATCHLIST).map(|i| i.to_string()).collect();
+        let many = format!(
+            r#"{{"id":"a","watchlist":{}}}"#,
+            serde_json::to_string(&ids).unwrap()
+        );
+        assert!(matches!(
+            signin(many),
+            Err(ConnectionError::SigninFailed(_))
+        ));
+        assert!(signin(r#"{"id":"a","watchlist":[1]}"#.into()).is_err());
     }
 }

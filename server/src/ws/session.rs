@@ -43,6 +43,8 @@ pub struct Session {
     subscriptions: HashMap<String, Subscription>,
     /// User id after a successful `pusher:signin`.
     user_id: Option<String>,
+    /// The user ids that sign-in watches.
+    watchlist: Vec<String>,
     limiter: RateLimiter,
     /// Subscribes that ask to recover: a reconnect recovers every channel at once, a loop of
     /// recovering subscribes gets one a second.
@@ -65,6 +67,7 @@ impl Session {
             conn,
             subscriptions: HashMap::new(),
             user_id: None,
+            watchlist: Vec::new(),
             limiter,
             recoveries,
             last_activity: Instant::now(),
@@ -174,7 +177,7 @@ impl Session {
                 self.unsubscribe(&data.channel).await;
                 Ok(())
             }
-            ClientMessage::Signin(data) => self.signin(&data),
+            ClientMessage::Signin(data) => self.signin(&data).await,
             ClientMessage::ClientEvent {
                 event,
                 channel,
@@ -280,23 +283,30 @@ impl Session {
         }
     }
 
-    fn signin(&mut self, data: &SigninData) -> Result<(), ConnectionError> {
-        let user_id = auth::verify_signin(&self.app.config(), self.conn.socket_id(), data)?;
+    async fn signin(&mut self, data: &SigninData) -> Result<(), ConnectionError> {
+        let signed = auth::verify_signin(&self.app.config(), self.conn.socket_id(), data)?;
         match &self.user_id {
             // A connection is one user: another id would keep the first one's user channel and
             // escape the first one's termination.
-            Some(current) if *current != user_id => {
+            Some(current) if *current != signed.user_id => {
                 return Err(ConnectionError::SigninFailed(
                     "this connection is already signed in as another user",
                 ))
             }
-            Some(_) => {}
+            // The same user again: answered again; the first sign-in's watchlist stays.
+            Some(_) => {
+                self.conn.send(&wire::signin_success(&data.user_data));
+            }
             None => {
-                self.app.users.add(&user_id, &self.conn);
-                self.user_id = Some(user_id);
+                self.conn.send(&wire::signin_success(&data.user_data));
+                self.state
+                    .adapter
+                    .signin(&self.app, &signed.user_id, &self.conn, &signed.watchlist)
+                    .await;
+                self.user_id = Some(signed.user_id);
+                self.watchlist = signed.watchlist;
             }
         }
-        self.conn.send(&wire::signin_success(&data.user_data));
         Ok(())
     }
 
@@ -358,7 +368,11 @@ impl Session {
                 .await;
         }
         if let Some(user_id) = self.user_id.take() {
-            self.app.users.remove(&user_id, &self.conn);
+            let watchlist = std::mem::take(&mut self.watchlist);
+            self.state
+                .adapter
+                .signout(&self.app, &user_id, &self.conn, &watchlist)
+                .await;
         }
     }
 }

@@ -369,6 +369,61 @@ impl Adapter for RedisAdapter {
         })
     }
 
+    fn signin(
+        &self,
+        app: &Arc<App>,
+        user_id: &str,
+        conn: &ConnHandle,
+        watchlist: &[String],
+    ) -> BoxFuture<'static, ()> {
+        let first = app.users.add(user_id, conn);
+        app.users.watch(conn, watchlist);
+        let inner = Arc::clone(&self.inner);
+        let app = Arc::clone(app);
+        let (user_id, conn, watchlist) = (user_id.to_owned(), conn.clone(), watchlist.to_vec());
+        Box::pin(async move {
+            let id = app.config().id.clone();
+            if first && inner.scripts.user_delta(&id, &user_id, 1).await == Ok(1) {
+                inner.writer.watch(&app, &user_id, true);
+            }
+            if watchlist.is_empty() {
+                return;
+            }
+            let online = match inner.scripts.users_online(&id, &watchlist).await {
+                Ok(online) => online,
+                // Degraded: this node's view is the best there is.
+                Err(_) => watchlist
+                    .into_iter()
+                    .filter(|w| app.users.is_online_here(w))
+                    .collect(),
+            };
+            if !online.is_empty() {
+                let online: Vec<&str> = online.iter().map(String::as_str).collect();
+                conn.send(&wire::watchlist_event("online", &online));
+            }
+        })
+    }
+
+    fn signout(
+        &self,
+        app: &Arc<App>,
+        user_id: &str,
+        conn: &ConnHandle,
+        watchlist: &[String],
+    ) -> BoxFuture<'static, ()> {
+        app.users.unwatch(conn, watchlist);
+        let last = app.users.remove(user_id, conn);
+        let inner = Arc::clone(&self.inner);
+        let app = Arc::clone(app);
+        let user_id = user_id.to_owned();
+        Box::pin(async move {
+            let id = app.config().id.clone();
+            if last && inner.scripts.user_delta(&id, &user_id, -1).await == Ok(-1) {
+                inner.writer.watch(&app, &user_id, false);
+            }
+        })
+    }
+
     fn terminate_user(&self, app: &Arc<App>, user_id: &str) {
         app.users.terminate(user_id);
         self.inner.writer.terminate(app, user_id);

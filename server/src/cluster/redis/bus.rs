@@ -21,6 +21,12 @@ pub enum Body<'a> {
     Terminate {
         user_id: &'a str,
     },
+    /// A signed-in user came online or went offline in the cluster (every node, the sender too,
+    /// tells its watchers).
+    Watch {
+        user_id: &'a str,
+        online: bool,
+    },
 }
 
 /// A bus message about an event, up to (not including) its frame and closing brace. With `all`,
@@ -58,6 +64,12 @@ pub fn envelope(node: &str, app: &str, body: Body<'_>) -> String {
             wire::json(app),
             wire::json(user_id)
         ),
+        Body::Watch { user_id, online } => format!(
+            r#"{{"node":{},"all":true,"app":{},"watch":{},"online":{online}}}"#,
+            wire::json(node),
+            wire::json(app),
+            wire::json(user_id)
+        ),
     }
 }
 
@@ -77,6 +89,10 @@ struct Envelope<'a> {
     frame: Option<&'a RawValue>,
     #[serde(borrow, default)]
     terminate_user: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    watch: Option<Cow<'a, str>>,
+    #[serde(default)]
+    online: bool,
 }
 
 /// Applies a bus message on this node (`me`): its own messages only when meant for all.
@@ -96,6 +112,8 @@ pub fn deliver(apps: &Apps, me: &str, payload: &[u8]) {
         app.deliver_local(&channel, &frame, env.except.as_deref());
     } else if let Some(user_id) = env.terminate_user {
         app.users.terminate(&user_id);
+    } else if let Some(user_id) = env.watch {
+        app.users.announce(&user_id, env.online);
     }
 }
 

@@ -95,6 +95,11 @@ pub async fn heartbeat_loop(
                         user_id: &o.user_id,
                     });
                 }
+                for (app_id, user_id) in reaped.offline {
+                    if let Some(app) = apps.by_id(&app_id) {
+                        writer.watch(&app, &user_id, false);
+                    }
+                }
                 for (app_id, channel) in reaped.vacated {
                     if let Some(app) = apps.by_id(&app_id) {
                         let kind = WebhookKind::ChannelVacated;

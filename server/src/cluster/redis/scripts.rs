@@ -34,6 +34,8 @@ pub struct Scripts {
     health: Arc<LinkHealth>,
     join: Script,
     leave: Script,
+    user_delta: Script,
+    users_online: Script,
     subscription_delta: Script,
     channels: Script,
     users: Script,
@@ -102,6 +104,8 @@ pub struct Reaped {
     pub members: Vec<Orphan>,
     /// (app, channel) of channels whose subscribers were all on dead nodes, each once.
     pub vacated: Vec<(String, String)>,
+    /// (app, user id) of signed-in users that were only on dead nodes, each once.
+    pub offline: Vec<(String, String)>,
 }
 
 /// A presence member that was only on a dead node.
@@ -133,6 +137,8 @@ impl Scripts {
             node,
             health,
             join: script(include_str!("lua/join.lua")),
+            user_delta: script(include_str!("lua/user_delta.lua")),
+            users_online: script(include_str!("lua/users_online.lua")),
             leave: script(include_str!("lua/leave.lua")),
             subscription_delta: script(subscription_delta),
             channels: script(include_str!("lua/channels.lua")),
@@ -206,6 +212,33 @@ impl Scripts {
         Ok(())
     }
 
+    /// This node's signed-in connections of `user_id` change by `delta`: 1 when the user came
+    /// online in the cluster, -1 when it went offline, else 0.
+    pub async fn user_delta(
+        &self,
+        app: &str,
+        user_id: &str,
+        delta: i64,
+    ) -> Result<i64, AdapterError> {
+        let delta = delta.to_string();
+        self.run(
+            &self.user_delta,
+            &[self.node.as_str(), app, user_id, &delta],
+        )
+        .await
+    }
+
+    /// Which of `user_ids` are signed in on a live node.
+    pub async fn users_online(
+        &self,
+        app: &str,
+        user_ids: &[String],
+    ) -> Result<Vec<String>, AdapterError> {
+        let mut args = vec![app];
+        args.extend(user_ids.iter().map(String::as_str));
+        self.run(&self.users_online, &args).await
+    }
+
     /// The cluster's occupied channels of `app` whose name starts with `filter`.
     pub async fn channels(
         &self,
@@ -234,7 +267,8 @@ impl Scripts {
 
     /// Removes dead nodes; returns the members and channels that only they had.
     pub async fn reap(&self) -> Result<Reaped, AdapterError> {
-        let (members, vacated): (Vec<String>, Vec<String>) = self.run(&self.reap, &[]).await?;
+        let (members, vacated, offline): (Vec<String>, Vec<String>, Vec<String>) =
+            self.run(&self.reap, &[]).await?;
         let mut seen = HashSet::new();
         let members = members
             .chunks_exact(3)
@@ -245,13 +279,18 @@ impl Scripts {
             })
             .filter(|o| seen.insert(o.clone()))
             .collect();
-        let mut seen = HashSet::new();
-        let vacated = vacated
-            .chunks_exact(2)
-            .map(|t| (t[0].clone(), t[1].clone()))
-            .filter(|c| seen.insert(c.clone()))
-            .collect();
-        Ok(Reaped { members, vacated })
+        let pairs = |flat: Vec<String>| {
+            let mut seen = HashSet::new();
+            flat.chunks_exact(2)
+                .map(|t| (t[0].clone(), t[1].clone()))
+                .filter(|c| seen.insert(c.clone()))
+                .collect()
+        };
+        Ok(Reaped {
+            members,
+            vacated: pairs(vacated),
+            offline: pairs(offline),
+        })
     }
 
     /// Deletes this node's state.

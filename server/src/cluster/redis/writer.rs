@@ -126,6 +126,17 @@ impl Writer {
         }
     }
 
+    /// Tells every node's watchers (this one's too, through the bus) that `user_id` came online
+    /// or went offline.
+    pub fn watch(&self, app: &App, user_id: &str, online: bool) {
+        let body = Body::Watch { user_id, online };
+        let _ = self.enqueue(Op::Publish(bus::envelope(
+            &self.node,
+            &app.config().id,
+            body,
+        )));
+    }
+
     /// Asks the other nodes to close `user_id`'s connections.
     pub fn terminate(&self, app: &App, user_id: &str) {
         let body = Body::Terminate { user_id };
@@ -311,6 +322,11 @@ async fn rewrite_state(
         for (channel, count) in app.channels.subscription_counts() {
             scripts
                 .subscription_delta(&app.config().id, &channel, count as i64)
+                .await?;
+        }
+        for (user_id, count) in app.users.counts() {
+            scripts
+                .user_delta(&app.config().id, &user_id, count as i64)
                 .await?;
         }
         for (channel, member, count) in app.channels.presence_snapshot() {

@@ -1,9 +1,10 @@
 -- Removes the nodes silent for longer than the timeout (the ZREM decides which caller reaps).
 -- No own ARGV. Returns {flat {app, channel, user id} of presence members that were on dead nodes
--- only, flat {app, channel} of channels that had subscribers on dead nodes only}.
+-- only, flat {app, channel} of channels that had subscribers on dead nodes only, flat {app, user id}
+-- of signed-in users that were on dead nodes only}.
 local nodes, now = alive()
 local dead = redis.call('ZRANGEBYSCORE', P .. ':nodes', '-inf', '(' .. (now - tonumber(ARGV[2])))
-local removed, vacated = {}, {}
+local removed, vacated, offline = {}, {}, {}
 for _, d in ipairs(dead) do
   if redis.call('ZREM', P .. ':nodes', d) == 1 then
     local own = P .. ':n:' .. d
@@ -17,8 +18,16 @@ for _, d in ipairs(dead) do
         end
       end
     end
-    local subs = own .. ':subs:'
+    local subs, users = own .. ':subs:', own .. ':u:'
     for _, k in ipairs(redis.call('SMEMBERS', own .. ':keys')) do
+      if string.sub(k, 1, #users) == users then
+        local app = string.sub(k, #users + 1)
+        for _, uid in ipairs(redis.call('HKEYS', k)) do
+          if not elsewhere(nodes, d, ':u:' .. app, uid) then
+            table.insert(offline, app); table.insert(offline, uid)
+          end
+        end
+      end
       if string.sub(k, 1, #subs) == subs then
         local app = string.sub(k, #subs + 1)
         for _, ch in ipairs(redis.call('HKEYS', k)) do
@@ -32,4 +41,4 @@ for _, d in ipairs(dead) do
     redis.call('DEL', own .. ':keys', own .. ':pch', own .. ':alive')
   end
 end
-return {removed, vacated}
+return {removed, vacated, offline}

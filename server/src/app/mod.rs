@@ -256,8 +256,13 @@ impl App {
 
     /// Keeps `frame` as the last event of `channel` if it is a cache channel (single node).
     pub fn cache_local(&self, channel: &str, frame: &Utf8Bytes) {
-        if is_cache_channel(channel) {
-            self.cache.store(channel, frame);
+        if is_cache_channel(channel)
+            && !self.cache.store(channel, frame, self.config().max_channels)
+        {
+            tracing::debug!(
+                channel,
+                "cache channel not kept: max_channels cache channels are"
+            );
         }
     }
 

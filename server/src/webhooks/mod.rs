@@ -13,7 +13,7 @@
 pub mod edges;
 mod sender;
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use serde_json::value::RawValue;
@@ -130,6 +130,8 @@ struct Target {
     prefix: Option<String>,
     queue: mpsc::Sender<Arc<str>>,
     queued_bytes: Arc<AtomicUsize>,
+    /// Set while events are being dropped (logged once until the queue drains).
+    dropping: Arc<AtomicBool>,
     url: String,
 }
 
@@ -160,6 +162,7 @@ impl Webhooks {
         for hook in &app.webhooks {
             let (queue, rx) = mpsc::channel(QUEUE_EVENTS);
             let queued_bytes = Arc::new(AtomicUsize::new(0));
+            let dropping = Arc::new(AtomicBool::new(false));
             tokio::spawn(sender::run(sender::Delivery {
                 client: client.clone(),
                 url: hook.url.clone(),
@@ -167,6 +170,7 @@ impl Webhooks {
                 secret: app.secret.clone(),
                 rx,
                 queued_bytes: Arc::clone(&queued_bytes),
+                dropping: Arc::clone(&dropping),
                 stats: Arc::clone(&stats),
             }));
             targets.push(Target {
@@ -174,6 +178,7 @@ impl Webhooks {
                 prefix: hook.channel_prefix.clone(),
                 queue,
                 queued_bytes,
+                dropping,
                 url: hook.url.clone(),
             });
         }
@@ -209,7 +214,8 @@ impl Webhooks {
             let len = body.len();
             let over = target.queued_bytes.load(Ordering::Relaxed) + len > QUEUE_BYTES;
             if over || target.queue.try_send(Arc::clone(body)).is_err() {
-                if self.stats.dropped.fetch_add(1, Ordering::Relaxed) == 0 {
+                self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                if !target.dropping.swap(true, Ordering::Relaxed) {
                     tracing::warn!(url = %target.url, "webhook queue full: dropping events (counted in chorus_webhook_events_total{{outcome=\"dropped\"}})");
                 }
                 continue;
@@ -258,6 +264,43 @@ pub fn client(apps: &[AppConfig]) -> Option<reqwest::Client> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::WebhookConfig;
+
+    #[tokio::test]
+    async fn a_dead_target_fills_its_bounded_queue_then_drops_and_counts() {
+        // Nothing listens on port 1: every request fails and is retried.
+        let app = AppConfig {
+            webhooks: vec![WebhookConfig {
+                url: "http://127.0.0.1:1/hook".into(),
+                event_types: vec![WebhookKind::ChannelOccupied],
+                channel_prefix: None,
+            }],
+            ..AppConfig::development()
+        };
+        let client = client(std::slice::from_ref(&app));
+        let hooks = Webhooks::start(&app, client.as_ref(), Arc::default());
+        let kind = WebhookKind::ChannelOccupied;
+        let vacated = WebhookKind::ChannelVacated;
+        hooks.emit(Event::Channel {
+            kind: vacated,
+            channel: "not-wanted",
+        });
+        for _ in 0..QUEUE_EVENTS + sender::MAX_BATCH + 50 {
+            hooks.emit(Event::Channel { kind, channel: "c" });
+        }
+        let stats = hooks.stats();
+        let dropped = stats.dropped.load(Ordering::Relaxed);
+        let queued = stats.queued.load(Ordering::Relaxed);
+        assert!(dropped >= 50, "dropped {dropped}");
+        assert!(
+            queued <= QUEUE_EVENTS + sender::MAX_BATCH,
+            "queued {queued}"
+        );
+        assert_eq!(
+            dropped as usize + queued,
+            QUEUE_EVENTS + sender::MAX_BATCH + 50
+        );
+    }
 
     #[test]
     fn events_encode_as_pusher_documents_them() {

@@ -2,7 +2,7 @@
 //! signs it and POSTs it, retrying with jittered exponential backoff; a target that keeps failing
 //! is logged once per outage, and a batch it will not take is given up on after [`GIVE_UP`].
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -14,7 +14,7 @@ use super::WebhookStats;
 /// How long the first event of a batch waits for others.
 const BATCH_WINDOW: Duration = Duration::from_millis(50);
 /// Events in one request.
-const MAX_BATCH: usize = 100;
+pub const MAX_BATCH: usize = 100;
 /// One request's bound, connecting included.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Retries of a batch stop after this long.
@@ -28,6 +28,7 @@ pub struct Delivery {
     pub secret: String,
     pub rx: mpsc::Receiver<Arc<str>>,
     pub queued_bytes: Arc<AtomicUsize>,
+    pub dropping: Arc<AtomicBool>,
     pub stats: Arc<WebhookStats>,
 }
 
@@ -61,6 +62,9 @@ pub async fn run(mut d: Delivery) {
         d.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
         d.stats.queued.fetch_sub(batch.len(), Ordering::Relaxed);
         batch.clear();
+        if d.rx.is_empty() && d.dropping.swap(false, Ordering::Relaxed) {
+            tracing::info!(url = %d.url, "webhook queue drained (events were dropped while it was full)");
+        }
     }
 }
 

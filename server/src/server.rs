@@ -67,6 +67,8 @@ impl Server {
             AdapterKind::Redis => Arc::new(RedisAdapter::start(
                 RedisSettings {
                     url: config.redis_url.clone(),
+                    sentinels: config.redis_sentinels.clone(),
+                    sentinel_master: config.redis_sentinel_master.clone(),
                     prefix: config.redis_prefix.clone(),
                     node_timeout: Duration::from_secs(config.node_timeout),
                 },

@@ -55,6 +55,12 @@ pub struct Cli {
     /// Redis URL for the redis adapter [default: redis://127.0.0.1:6379].
     #[arg(long, env = "CHORUS_REDIS_URL")]
     pub redis_url: Option<String>,
+    /// Redis Sentinels (comma-separated URLs) that name the primary of --redis-sentinel-master; redis_url then gives only its user, password and TLS.
+    #[arg(long, env = "CHORUS_REDIS_SENTINELS", value_delimiter = ',')]
+    pub redis_sentinels: Option<Vec<String>>,
+    /// The Sentinels' name of the primary [default: mymaster].
+    #[arg(long, env = "CHORUS_REDIS_SENTINEL_MASTER")]
+    pub redis_sentinel_master: Option<String>,
     /// Prefix of Chorus's Redis keys and channel, so several deployments can share one Redis [default: chorus].
     #[arg(long, env = "CHORUS_REDIS_PREFIX")]
     pub redis_prefix: Option<String>,
@@ -167,6 +173,9 @@ pub struct Config {
     /// `local` or `redis`.
     pub adapter: AdapterKind,
     pub redis_url: String,
+    /// Sentinels asked for the primary named `redis_sentinel_master` (empty: `redis_url` is it).
+    pub redis_sentinels: Vec<String>,
+    pub redis_sentinel_master: String,
     pub redis_prefix: String,
     /// Seconds after which a silent node counts as dead and its presence members are removed.
     pub node_timeout: u64,
@@ -220,6 +229,8 @@ impl Default for Config {
             log_format: LogFormat::Text,
             adapter: AdapterKind::Local,
             redis_url: "redis://127.0.0.1:6379".into(),
+            redis_sentinels: Vec::new(),
+            redis_sentinel_master: "mymaster".into(),
             redis_prefix: "chorus".into(),
             node_timeout: 20,
             apps: Vec::new(),
@@ -305,6 +316,12 @@ impl Config {
         }
         if let Some(url) = &cli.redis_url {
             config.redis_url = url.clone();
+        }
+        if let Some(s) = &cli.redis_sentinels {
+            config.redis_sentinels = s.iter().filter(|s| !s.trim().is_empty()).cloned().collect();
+        }
+        if let Some(m) = &cli.redis_sentinel_master {
+            config.redis_sentinel_master = m.clone();
         }
         if let Some(p) = &cli.redis_prefix {
             config.redis_prefix = p.clone();
@@ -411,6 +428,11 @@ impl Config {
         }
         if self.node_timeout == 0 {
             return invalid("node_timeout must be at least 1 second".into());
+        }
+        if !self.redis_sentinels.is_empty() && self.redis_sentinel_master.trim().is_empty() {
+            return invalid(
+                "redis_sentinel_master must name the primary the sentinels watch".into(),
+            );
         }
         if self.redis_prefix.is_empty() || !self.redis_prefix.chars().all(plain) {
             return invalid(

@@ -125,3 +125,19 @@ fn the_admin_listener_beyond_loopback_needs_a_token() {
         assert!(c.validate().is_ok(), "{host}");
     }
 }
+
+#[test]
+fn sentinels_come_from_a_comma_separated_flag_and_need_a_master_name() {
+    let cli = Cli::try_parse_from([
+        "chorus",
+        "--redis-sentinels",
+        "redis://127.0.0.1:26379,redis://127.0.0.1:26380",
+    ])
+    .unwrap();
+    let loaded = Config::load(&cli).unwrap();
+    assert_eq!(loaded.config.redis_sentinels.len(), 2);
+    assert_eq!(loaded.config.redis_sentinel_master, "mymaster");
+    let mut c = loaded.config;
+    c.redis_sentinel_master = " ".into();
+    assert!(c.validate().is_err());
+}

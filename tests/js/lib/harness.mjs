@@ -229,7 +229,8 @@ process.on('exit', () => {
 
 /**
  * Starts a chorus process. Returns { port, httpUrl, logs(), logsSince(mark), stop() }.
- * Options: { activityTimeout, apps, settings } (see renderConfig), startTimeout (ms), and `ca`
+ * Options: { activityTimeout, apps, settings } (see renderConfig), startTimeout (ms), `env` (more
+ * environment variables), and `ca`
  * (PEM) when `settings` has `tls_cert`/`tls_key`: the server then speaks https and wss.
  */
 export async function startServer(options = {}) {
@@ -255,7 +256,7 @@ export async function startServer(options = {}) {
   // Files run one after another, but an admin listener on a fixed port would still collide with
   // anything else on this machine: a free one.
   const child = spawn(CHORUS_BIN, ['--config', configPath, '--host', HOST, '--port', String(port), '--admin-port', '0'], {
-    env: { ...process.env, RUST_LOG: process.env.RUST_LOG || 'info', NO_COLOR: '1' },
+    env: { ...process.env, RUST_LOG: process.env.RUST_LOG || 'info', NO_COLOR: '1', ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   liveChildren.add(child);

@@ -8,8 +8,8 @@ import { HOST, delay, freePort } from './harness.mjs';
 
 const REDIS_SERVER = process.env.REDIS_SERVER || 'redis-server';
 
-let redisChild = null;
-process.on('exit', () => redisChild?.kill('SIGKILL'));
+const children = new Set();
+process.on('exit', () => children.forEach((c) => c.kill('SIGKILL')));
 
 /** Answers true if a redis-server on `port` replies +PONG to PING within 500 ms. */
 function redisPing(port) {
@@ -25,31 +25,42 @@ function redisPing(port) {
     sock.on('connect', () => sock.write('PING\r\n'));
     sock.on('data', (d) => {
       reply += d.toString();
-      if (reply.includes('\r\n')) done(reply.startsWith('+PONG'));
+      // NOAUTH: up, but the default user is off (an ACL test).
+      if (reply.includes('\r\n')) done(reply.startsWith('+PONG') || reply.startsWith('-NOAUTH'));
     });
   });
 }
 
-/** A throwaway redis-server without persistence on a free loopback port. */
-export async function startRedis(dir) {
-  const port = await freePort();
+/**
+ * A throwaway redis-server without persistence on a free loopback port. `args` are more
+ * redis-server arguments (TLS, ACL users, `--replicaof`); `config` a config file to start from
+ * (a sentinel's, with `args` ['--sentinel']).
+ */
+export async function startRedis(dir, { args = [], config, port: fixed } = {}) {
+  const port = fixed ?? (await freePort());
   let output = '';
-  const child = spawn(
-    REDIS_SERVER,
-    ['--port', String(port), '--bind', HOST, '--save', '', '--appendonly', 'no', '--dir', dir],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  redisChild = child;
+  const base = ['--port', String(port), '--bind', HOST, '--dir', dir];
+  const persistence = config ? [] : ['--save', '', '--appendonly', 'no'];
+  const child = spawn(REDIS_SERVER, [...(config ? [config] : []), ...base, ...persistence, ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  children.add(child);
   child.stdout.on('data', (d) => (output += d));
   child.stderr.on('data', (d) => (output += d));
   let exited = null;
   const exitPromise = new Promise((resolve) => {
-    child.on('exit', (code, signal) => resolve((exited = { code, signal })));
+    child.on('exit', (code, signal) => {
+      children.delete(child);
+      resolve((exited = { code, signal }));
+    });
     child.on('error', (error) => resolve((exited = { error: error.message })));
   });
   const redis = {
     port,
     url: `redis://${HOST}:${port}`,
+    output: () => output,
+    /** Like a crash: SIGKILL. */
+    kill: () => child.kill('SIGKILL'),
     async stop() {
       if (!exited) {
         child.kill('SIGKILL');

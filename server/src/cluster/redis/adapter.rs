@@ -6,10 +6,10 @@ use std::time::Duration;
 use axum::extract::ws::Utf8Bytes;
 use chorus_protocol::{is_cache_channel, ChannelKind};
 use futures_util::future::BoxFuture;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::{oneshot, watch};
 
 use super::health::LinkHealth;
+use super::link::{self, Link, RedisSetupError};
 use super::membership;
 use super::scripts::{Join, ReadHistory, Scripts, OP_TIMEOUT};
 use super::writer::{Op, Writer};
@@ -29,16 +29,13 @@ use crate::wire::{self, OpenFrame};
 #[derive(Debug, Clone)]
 pub struct RedisSettings {
     pub url: String,
+    /// Sentinels to ask for the primary of `sentinel_master` (empty: `url` is the server).
+    pub sentinels: Vec<String>,
+    pub sentinel_master: String,
     /// Prefix of every key and of the pub/sub channel, so several deployments can share a Redis.
     pub prefix: String,
     /// A node that has not heartbeated for this long is dead; its members are removed.
     pub node_timeout: Duration,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum RedisSetupError {
-    #[error("invalid redis_url: {0}")]
-    Url(#[source] redis::RedisError),
 }
 
 /// The Redis cluster adapter. See the folder's documentation.
@@ -57,27 +54,35 @@ impl RedisAdapter {
     /// Starts the adapter's background tasks. Redis need not be up yet: the node serves local
     /// subscribers (degraded) until it is.
     pub fn start(settings: RedisSettings, apps: Arc<Apps>) -> Result<Self, RedisSetupError> {
-        let client = redis::Client::open(settings.url.as_str()).map_err(RedisSetupError::Url)?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(OP_TIMEOUT))
-            .set_response_timeout(Some(OP_TIMEOUT))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(500));
-        let conn = ConnectionManager::new_lazy_with_config(client.clone(), config)
-            .map_err(RedisSetupError::Url)?;
+        let link = Arc::new(Link::new(
+            &settings.url,
+            &settings.sentinels,
+            &settings.sentinel_master,
+        )?);
+        let commands = link.commands()?;
         let node = format!("{:016x}", rand::random::<u64>());
-        tracing::info!(node = %node, url = %settings.url, prefix = %settings.prefix, "redis adapter starting");
+        tracing::info!(node = %node, redis = %link.describe(), prefix = %settings.prefix, "redis adapter starting");
+        let health = Arc::new(LinkHealth::new());
         let scripts = Arc::new(Scripts::new(
-            conn,
+            Arc::clone(&commands),
             settings.prefix,
             settings.node_timeout,
             node,
-            Arc::new(LinkHealth::new()),
+            Arc::clone(&health),
         ));
         let writer = Writer::start(Arc::clone(&scripts), Arc::clone(&apps));
         let (stop, stopped) = watch::channel(());
+        let (moved, primary) = watch::channel(0);
+        tokio::spawn(link::follow_primary(
+            Arc::clone(&link),
+            commands,
+            health,
+            moved,
+            stopped.clone(),
+        ));
         tokio::spawn(membership::subscribe_loop(
-            client,
+            link,
+            primary,
             Arc::clone(&scripts),
             Arc::clone(&apps),
             writer.clone(),

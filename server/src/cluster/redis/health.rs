@@ -12,6 +12,8 @@ use crate::cluster::adapter::Health;
 pub struct LinkHealth {
     subscribed: AtomicBool,
     commands_ok: AtomicBool,
+    /// The current outage (the first one: before Redis was ever reached) has been logged.
+    outage_logged: AtomicBool,
     last_error: Mutex<String>,
     round_trip_us: AtomicU64,
     nodes: Mutex<Vec<String>>,
@@ -22,6 +24,7 @@ impl LinkHealth {
         Self {
             subscribed: AtomicBool::new(false),
             commands_ok: AtomicBool::new(false),
+            outage_logged: AtomicBool::new(false),
             last_error: Mutex::new("connecting to Redis".into()),
             round_trip_us: AtomicU64::new(0),
             nodes: Mutex::new(Vec::new()),
@@ -46,11 +49,12 @@ impl LinkHealth {
         self.nodes.lock().clone()
     }
 
-    /// Records a failure; logged as an error once per outage, then at debug level.
+    /// Records a failure; logged as an error once per outage (a node that never reached Redis,
+    /// say with a wrong password, included), then at debug level.
     pub fn failed(&self, what: &str, e: &dyn std::fmt::Display) {
-        let was_ok = self.commands_ok.swap(false, Ordering::AcqRel);
+        self.commands_ok.store(false, Ordering::Release);
         let msg = format!("{what}: {e}");
-        if was_ok {
+        if !self.outage_logged.swap(true, Ordering::AcqRel) {
             tracing::error!(error = %msg, "redis unavailable: serving local subscribers only");
         } else {
             tracing::debug!(error = %msg, "redis still unavailable");
@@ -59,6 +63,7 @@ impl LinkHealth {
     }
 
     pub fn succeeded(&self) {
+        self.outage_logged.store(false, Ordering::Release);
         if !self.commands_ok.swap(true, Ordering::AcqRel) {
             tracing::info!("redis commands working");
         }

@@ -10,6 +10,7 @@ use futures_util::StreamExt;
 use tokio::sync::watch;
 
 use super::bus;
+use super::link::Link;
 use super::scripts::Scripts;
 use super::writer::{Op, Writer};
 use crate::app::Apps;
@@ -18,9 +19,11 @@ use crate::hub::outbound::Cork;
 use crate::webhooks::Event;
 use crate::wire;
 
-/// Keeps a pub/sub subscription to the bus, reconnecting with backoff.
+/// Keeps a pub/sub subscription to the bus on the primary, reconnecting with backoff, and
+/// resubscribing when the primary moves (`primary` changes).
 pub async fn subscribe_loop(
-    client: redis::Client,
+    link: Arc<Link>,
+    mut primary: watch::Receiver<u64>,
     scripts: Arc<Scripts>,
     apps: Arc<Apps>,
     writer: Writer,
@@ -30,7 +33,12 @@ pub async fn subscribe_loop(
     let health = scripts.health();
     let mut delay = Duration::from_millis(100);
     loop {
-        match client.get_async_pubsub().await {
+        primary.borrow_and_update();
+        let pubsub = match link.client().await {
+            Ok(client) => client.get_async_pubsub().await,
+            Err(e) => Err(e),
+        };
+        match pubsub {
             Ok(mut pubsub) => match pubsub.subscribe(&bus_channel).await {
                 Ok(()) => {
                     health.set_subscribed(true);
@@ -42,6 +50,10 @@ pub async fn subscribe_loop(
                     loop {
                         let msg = tokio::select! {
                             msg = stream.next() => msg,
+                            () = moved(&mut primary) => {
+                                tracing::info!("redis primary moved: resubscribing to the bus");
+                                None
+                            }
                             _ = stop.changed() => return,
                         };
                         let Some(msg) = msg else { break };
@@ -61,6 +73,13 @@ pub async fn subscribe_loop(
             _ = stop.changed() => return,
         }
         delay = (delay * 2).min(Duration::from_secs(2));
+    }
+}
+
+/// Resolves when the primary moves; never for a link without Sentinels (whose sender is gone).
+async fn moved(primary: &mut watch::Receiver<u64>) {
+    if primary.changed().await.is_err() {
+        std::future::pending::<()>().await;
     }
 }
 

@@ -12,6 +12,9 @@
 //!   cluster" and "last one gone" are decided atomically.
 //! - **History** lives in Redis streams `{prefix}:h:{app}:{channel}:…`: a history event is
 //!   positioned, kept and published by one script, so bus order is offset order.
+//! - **Sentinel**: the node asks the Sentinels for the primary twice a second; after a failover
+//!   it swaps its command connection, resubscribes to the bus on the new primary and, finding its
+//!   state missing there or not, goes on (a heartbeat that finds it gone rewrites it).
 //! - **Redis down**: local subscribers keep being served, publishes are dropped (logged), presence
 //!   falls back to this node's view, `/up` says `degraded`. On reconnection the node rewrites its
 //!   own state (Redis may have lost it) and cross-node delivery resumes.
@@ -24,13 +27,16 @@
 //! - `bus`: the messages nodes send each other and their delivery here;
 //! - `writer`: the ordered queue of writes and the task that sends it;
 //! - `membership`: the bus subscription, heartbeat and reaping;
-//! - `health`: whether the link to Redis works.
+//! - `health`: whether the link to Redis works;
+//! - `link`: where Redis is (a URL, or the primary the Sentinels name, followed across failovers).
 
 mod adapter;
 mod bus;
 mod health;
+mod link;
 mod membership;
 mod scripts;
 mod writer;
 
-pub use adapter::{RedisAdapter, RedisSettings, RedisSetupError};
+pub use adapter::{RedisAdapter, RedisSettings};
+pub use link::RedisSetupError;

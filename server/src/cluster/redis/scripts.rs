@@ -9,6 +9,8 @@ use std::time::Duration;
 use axum::extract::ws::Utf8Bytes;
 use chorus_protocol::frame::{RecoverFrom, StreamPosition};
 use redis::aio::ConnectionManager;
+
+use super::link::Commands;
 use redis::{Pipeline, Script};
 
 use super::health::LinkHealth;
@@ -27,7 +29,7 @@ const PRELUDE: &str = include_str!("lua/prelude.lua");
 /// What the node's calls have in common: the connection, the key prefix, the node timeout and
 /// this node's id (the first arguments of every script).
 pub struct Scripts {
-    conn: ConnectionManager,
+    conn: Commands,
     prefix: String,
     timeout_ms: u64,
     node: String,
@@ -122,7 +124,7 @@ fn script(body: &str) -> Script {
 
 impl Scripts {
     pub fn new(
-        conn: ConnectionManager,
+        conn: Commands,
         prefix: String,
         node_timeout: Duration,
         node: String,
@@ -384,7 +386,7 @@ impl Scripts {
         app: &str,
         channel: &str,
     ) -> Result<Option<String>, AdapterError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.connection()?;
         let mut cmd = redis::cmd("GET");
         cmd.arg(self.cache_key(app, channel));
         let get = cmd.query_async::<Option<String>>(&mut conn);
@@ -434,7 +436,7 @@ impl Scripts {
     /// Sends a pipeline; returns the replies of its commands not ignored, or `None` when Redis
     /// did not take it.
     pub async fn send(&self, pipe: &Pipeline) -> Option<Vec<i64>> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.connection().ok()?;
         match tokio::time::timeout(OP_TIMEOUT, pipe.query_async::<Vec<i64>>(&mut conn)).await {
             Ok(Ok(replies)) => {
                 self.health.succeeded();
@@ -451,6 +453,17 @@ impl Scripts {
         }
     }
 
+    /// The command connection; none while the Sentinels have not named a primary yet.
+    fn connection(&self) -> Result<ConnectionManager, AdapterError> {
+        match self.conn.load_full() {
+            Some(conn) => Ok((*conn).clone()),
+            None => {
+                self.health.failed("redis", &"no primary known yet");
+                Err(AdapterError("redis: no primary known yet".into()))
+            }
+        }
+    }
+
     /// Runs a script with the common arguments (prefix, timeout) followed by `args`.
     async fn run<T: redis::FromRedisValue>(
         &self,
@@ -462,7 +475,7 @@ impl Scripts {
         for a in args {
             inv.arg(*a);
         }
-        let mut conn = self.conn.clone();
+        let mut conn = self.connection()?;
         match tokio::time::timeout(OP_TIMEOUT, inv.invoke_async::<T>(&mut conn)).await {
             Ok(Ok(v)) => {
                 self.health.succeeded();

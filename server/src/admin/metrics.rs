@@ -163,6 +163,12 @@ fn render(state: &ServerState) -> String {
             &mut std::iter::once((String::new(), n.nodes.len() as u64)),
         );
         family(
+            "chorus_redis_messages_received_total",
+            "counter",
+            "Pub/sub messages received from Redis: the events of channels with a subscriber here, and messages about users.",
+            &mut std::iter::once((String::new(), n.messages_received)),
+        );
+        family(
             "chorus_redis_writes_dropped_total",
             "counter",
             "Writes dropped because the queue for Redis was full (cross-node messages lost).",

@@ -125,4 +125,6 @@ pub struct NodeStats {
     pub round_trip: std::time::Duration,
     /// The nodes alive at the last heartbeat (this one included), sorted.
     pub nodes: Vec<String>,
+    /// Pub/sub messages received from Redis.
+    pub messages_received: u64,
 }

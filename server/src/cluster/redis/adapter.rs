@@ -11,6 +11,7 @@ use tokio::sync::{oneshot, watch};
 use super::health::LinkHealth;
 use super::link::{self, Link, RedisSetupError};
 use super::membership;
+use super::routes::Routes;
 use super::scripts::{Join, ReadHistory, Scripts, OP_TIMEOUT};
 use super::writer::{Op, Writer};
 use crate::app::{App, Apps, HistoryPage, Publish};
@@ -46,6 +47,7 @@ pub struct RedisAdapter {
 struct Inner {
     scripts: Arc<Scripts>,
     writer: Writer,
+    routes: Routes,
     /// Dropped with the adapter: the membership loops see it close and end.
     _stop: watch::Sender<()>,
 }
@@ -71,6 +73,7 @@ impl RedisAdapter {
             Arc::clone(&health),
         ));
         let writer = Writer::start(Arc::clone(&scripts), Arc::clone(&apps));
+        let routes = Routes::start();
         let (stop, stopped) = watch::channel(());
         let (moved, primary) = watch::channel(0);
         tokio::spawn(link::follow_primary(
@@ -83,6 +86,7 @@ impl RedisAdapter {
         tokio::spawn(membership::subscribe_loop(
             link,
             primary,
+            routes.clone(),
             Arc::clone(&scripts),
             Arc::clone(&apps),
             writer.clone(),
@@ -99,6 +103,7 @@ impl RedisAdapter {
             inner: Arc::new(Inner {
                 scripts,
                 writer,
+                routes,
                 _stop: stop,
             }),
         })
@@ -154,8 +159,13 @@ impl Inner {
         }
     }
 
-    /// A public or private channel without history: this node's answer is the whole answer.
-    fn subscribe_plain(
+    fn route(&self, app: &App, channel: &str) -> String {
+        self.scripts.route(&app.config().id, channel)
+    }
+
+    /// A public or private channel without history: this node's answer is the whole answer,
+    /// once this node receives the channel's events.
+    async fn subscribe_plain(
         &self,
         app: &Arc<App>,
         channel: &str,
@@ -169,11 +179,14 @@ impl Inner {
             recovery: recovery.as_ref(),
             follow: None,
         };
+        let route = self.route(app, channel);
+        self.routes.add(route.clone()).await;
         let outcome = app
             .channels
             .subscribe(channel, kind, conn, None, Announce::Local, extras);
-        if let Subscribed::New { .. } = outcome {
-            self.subscription_delta(app, channel, 1);
+        match outcome {
+            Subscribed::New { .. } => self.subscription_delta(app, channel, 1),
+            Subscribed::Already | Subscribed::Full => self.routes.remove(route),
         }
         Ok(())
     }
@@ -189,6 +202,9 @@ impl Inner {
         member: Option<&PresenceMember>,
         recover: Option<&Recover>,
     ) -> Result<(), SubscriptionError> {
+        // Routed first: events published while Redis is read wait behind the gate.
+        let route = self.route(app, channel);
+        self.routes.add(route.clone()).await;
         let outcome = app.channels.subscribe(
             channel,
             kind,
@@ -199,8 +215,14 @@ impl Inner {
         );
         let new_local_user = match outcome {
             Subscribed::New { new_local_user } => new_local_user,
-            Subscribed::Already => return Ok(()),
-            Subscribed::Full => return Err(full(app)),
+            Subscribed::Already => {
+                self.routes.remove(route);
+                return Ok(());
+            }
+            Subscribed::Full => {
+                self.routes.remove(route);
+                return Err(full(app));
+            }
         };
         self.subscription_delta(app, channel, 1);
         let (announce, data) = match member {
@@ -216,6 +238,7 @@ impl Inner {
                         // Full cluster-wide: undo, silently (nobody was told of the join).
                         app.channels.unsubscribe(channel, conn.socket_id(), false);
                         self.subscription_delta(app, channel, -1);
+                        self.routes.remove(route);
                         let _ = self
                             .scripts
                             .leave(&app.config().id, channel, &member.user_id)
@@ -294,6 +317,7 @@ impl Inner {
     }
 
     async fn unsubscribe(&self, app: &Arc<App>, channel: &str, left: Left) {
+        self.routes.remove(self.route(app, channel));
         self.subscription_delta(app, channel, -1);
         let Some(user_id) = left.user_id else { return };
         if !left.last_local_connection {
@@ -452,7 +476,9 @@ impl Adapter for RedisAdapter {
                 && !app.history.applies_to(&channel)
                 && !is_cache_channel(&channel);
             if plain {
-                inner.subscribe_plain(&app, &channel, kind, &conn, recover.as_ref())
+                inner
+                    .subscribe_plain(&app, &channel, kind, &conn, recover.as_ref())
+                    .await
             } else {
                 inner
                     .subscribe_deferred(
@@ -540,6 +566,7 @@ impl Adapter for RedisAdapter {
             writes_dropped: self.inner.writer.dropped(),
             round_trip: self.inner.scripts.health().round_trip(),
             nodes: self.inner.scripts.health().nodes(),
+            messages_received: self.inner.scripts.health().messages_received(),
         })
     }
 }

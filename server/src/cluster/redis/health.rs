@@ -17,6 +17,8 @@ pub struct LinkHealth {
     last_error: Mutex<String>,
     round_trip_us: AtomicU64,
     nodes: Mutex<Vec<String>>,
+    /// Pub/sub messages received (events of the channels served here, and the bus's).
+    received: AtomicU64,
 }
 
 impl LinkHealth {
@@ -28,6 +30,7 @@ impl LinkHealth {
             last_error: Mutex::new("connecting to Redis".into()),
             round_trip_us: AtomicU64::new(0),
             nodes: Mutex::new(Vec::new()),
+            received: AtomicU64::new(0),
         }
     }
 
@@ -37,6 +40,14 @@ impl LinkHealth {
             .store(took.as_micros() as u64, Ordering::Relaxed);
         nodes.sort();
         *self.nodes.lock() = nodes;
+    }
+
+    pub fn message_received(&self) {
+        self.received.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn messages_received(&self) -> u64 {
+        self.received.load(Ordering::Relaxed)
     }
 
     /// The last heartbeat's round trip.

@@ -11,6 +11,7 @@ use tokio::sync::watch;
 
 use super::bus;
 use super::link::Link;
+use super::routes::Routes;
 use super::scripts::Scripts;
 use super::writer::{Op, Writer};
 use crate::app::Apps;
@@ -24,6 +25,7 @@ use crate::wire;
 pub async fn subscribe_loop(
     link: Arc<Link>,
     mut primary: watch::Receiver<u64>,
+    routes: Routes,
     scripts: Arc<Scripts>,
     apps: Arc<Apps>,
     writer: Writer,
@@ -38,15 +40,16 @@ pub async fn subscribe_loop(
             Ok(client) => client.get_async_pubsub().await,
             Err(e) => Err(e),
         };
-        match pubsub {
-            Ok(mut pubsub) => match pubsub.subscribe(&bus_channel).await {
+        match pubsub.map(|p| p.split()) {
+            Ok((mut sink, mut stream)) => match sink.subscribe(&bus_channel).await {
                 Ok(()) => {
+                    // The channels this node serves, subscribed again on this connection.
+                    routes.connected(sink).await;
                     health.set_subscribed(true);
                     tracing::info!(channel = %bus_channel, "subscribed to the redis bus");
                     delay = Duration::from_millis(100);
                     // Redis may have restarted empty: write our state again.
                     let _ = writer.enqueue(Op::Resync);
-                    let mut stream = pubsub.on_message();
                     loop {
                         let msg = tokio::select! {
                             msg = stream.next() => msg,
@@ -56,7 +59,11 @@ pub async fn subscribe_loop(
                             }
                             _ = stop.changed() => return,
                         };
-                        let Some(msg) = msg else { break };
+                        let Some(msg) = msg else {
+                            routes.disconnected().await;
+                            break;
+                        };
+                        health.message_received();
                         // The bus message's subscribers are written by this task (see `Cork`).
                         let _cork = Cork::new();
                         bus::deliver(&apps, scripts.node(), msg.get_payload_bytes());

@@ -162,13 +162,22 @@ impl Scripts {
         &self.node
     }
 
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
     pub fn health(&self) -> &LinkHealth {
         &self.health
     }
 
-    /// The pub/sub channel every node listens on.
+    /// The pub/sub channel every node listens on (messages about users).
     pub fn bus(&self) -> String {
         format!("{}:bus", self.prefix)
+    }
+
+    /// The pub/sub channel of `channel`'s events, which only nodes serving it listen on.
+    pub fn route(&self, app: &str, channel: &str) -> String {
+        super::routes::route(&self.prefix, app, channel)
     }
 
     pub async fn join(&self, j: Join<'_>) -> Result<Joined, AdapterError> {

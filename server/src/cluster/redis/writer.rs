@@ -25,8 +25,8 @@ const BATCH: usize = 256;
 
 /// Writes that must reach Redis in order; none is awaited by the caller.
 pub enum Op {
-    /// A bus message.
-    Publish(String),
+    /// A message on a pub/sub channel (the bus, or a channel's route).
+    Publish { to: String, msg: String },
     /// An event on a channel with history: positioned and published by Redis.
     PublishHistory {
         app: Arc<App>,
@@ -59,6 +59,7 @@ pub enum Op {
 pub struct Writer {
     ops: mpsc::Sender<Op>,
     node: Arc<str>,
+    prefix: Arc<str>,
     dropped_warned: Arc<AtomicBool>,
     dropped: Arc<AtomicU64>,
 }
@@ -70,6 +71,7 @@ impl Writer {
         let writer = Self {
             ops,
             node: scripts.node().into(),
+            prefix: scripts.prefix().into(),
             dropped_warned: Arc::new(AtomicBool::new(false)),
             dropped: Arc::new(AtomicU64::new(0)),
         };
@@ -108,11 +110,10 @@ impl Writer {
             except,
             frame,
         };
-        let _ = self.enqueue(Op::Publish(bus::envelope(
-            &self.node,
-            &app.config().id,
-            body,
-        )));
+        let id = &app.config().id;
+        let to = super::routes::route(&self.prefix, id, channel);
+        let msg = bus::envelope(&self.node, id, body);
+        let _ = self.enqueue(Op::Publish { to, msg });
     }
 
     /// Keeps `frame` as the cluster's last event of `channel` if it is a cache channel.
@@ -130,27 +131,32 @@ impl Writer {
     /// or went offline.
     pub fn watch(&self, app: &App, user_id: &str, online: bool) {
         let body = Body::Watch { user_id, online };
-        let _ = self.enqueue(Op::Publish(bus::envelope(
-            &self.node,
-            &app.config().id,
-            body,
-        )));
+        let msg = bus::envelope(&self.node, &app.config().id, body);
+        let _ = self.enqueue(Op::Publish {
+            to: self.bus(),
+            msg,
+        });
     }
 
     /// Asks the other nodes to close `user_id`'s connections.
     pub fn terminate(&self, app: &App, user_id: &str) {
         let body = Body::Terminate { user_id };
-        let _ = self.enqueue(Op::Publish(bus::envelope(
-            &self.node,
-            &app.config().id,
-            body,
-        )));
+        let msg = bus::envelope(&self.node, &app.config().id, body);
+        let _ = self.enqueue(Op::Publish {
+            to: self.bus(),
+            msg,
+        });
+    }
+
+    fn bus(&self) -> String {
+        format!("{}:bus", self.prefix)
     }
 
     fn downgrade(&self) -> WeakWriter {
         WeakWriter {
             ops: self.ops.downgrade(),
             node: Arc::clone(&self.node),
+            prefix: Arc::clone(&self.prefix),
             dropped_warned: Arc::clone(&self.dropped_warned),
             dropped: Arc::clone(&self.dropped),
         }
@@ -162,6 +168,7 @@ impl Writer {
 struct WeakWriter {
     ops: mpsc::WeakSender<Op>,
     node: Arc<str>,
+    prefix: Arc<str>,
     dropped_warned: Arc<AtomicBool>,
     dropped: Arc<AtomicU64>,
 }
@@ -171,6 +178,7 @@ impl WeakWriter {
         Some(Writer {
             ops: self.ops.upgrade()?,
             node: Arc::clone(&self.node),
+            prefix: Arc::clone(&self.prefix),
             dropped_warned: Arc::clone(&self.dropped_warned),
             dropped: Arc::clone(&self.dropped),
         })
@@ -199,7 +207,6 @@ async fn write_loop(
     mut rx: mpsc::Receiver<Op>,
 ) {
     let mut batch = Vec::with_capacity(BATCH);
-    let bus = scripts.bus();
     while rx.recv_many(&mut batch, BATCH).await > 0 {
         let mut pipe = redis::pipe();
         let mut resync = false;
@@ -210,8 +217,8 @@ async fn write_loop(
         let mut replies_to = Vec::new();
         for op in batch.drain(..) {
             match op {
-                Op::Publish(msg) => {
-                    pipe.publish(&bus, msg).ignore();
+                Op::Publish { to, msg } => {
+                    pipe.publish(to, msg).ignore();
                 }
                 Op::SubscriptionDelta {
                     app,

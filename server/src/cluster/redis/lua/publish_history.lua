@@ -1,5 +1,6 @@
 -- Publishes an event on a channel with history: gives it the channel's next offset, keeps it in
--- the channel's stream and publishes it on the bus, atomically, so bus order is offset order.
+-- the channel's stream and publishes it on the channel's route, atomically, so delivery order is
+-- offset order.
 -- ARGV: 3 app, 4 channel, 5 ttl ms, 6 stream size, 7 epoch to start a new stream with, 8 the frame
 -- without its final `}`, 9 the bus envelope up to its frame, 10 the excluded socket id ('' = none).
 -- Returns the offset.
@@ -12,5 +13,6 @@ redis.call('XADD', base .. ':stream', 'MAXLEN', ARGV[6], '*', 'o', offset, 'f', 
 redis.call('PEXPIRE', base .. ':epoch', ttl)
 redis.call('PEXPIRE', base .. ':offset', ttl)
 redis.call('PEXPIRE', base .. ':stream', ttl)
-redis.call('PUBLISH', P .. ':bus', ARGV[9] .. frame .. '}')
+-- On the channel's route (routes.rs names it the same way): only nodes serving it get it.
+redis.call('PUBLISH', P .. ':c:' .. ARGV[3] .. ':' .. ARGV[4], ARGV[9] .. frame .. '}')
 return offset

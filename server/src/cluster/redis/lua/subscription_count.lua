@@ -10,6 +10,6 @@ end
 if ARGV[6] ~= '' then
   local frame = '{"event":"pusher_internal:subscription_count","channel":' .. ARGV[5]
     .. ',"data":"{\\"subscription_count\\":' .. n .. '}"}'
-  redis.call('PUBLISH', P .. ':bus', ARGV[6] .. frame .. '}')
+  redis.call('PUBLISH', P .. ':c:' .. app .. ':' .. ch, ARGV[6] .. frame .. '}')
 end
 return n

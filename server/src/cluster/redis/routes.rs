@@ -1,0 +1,133 @@
+//! Per-channel routing: this node is subscribed in Redis to the pub/sub channel of every channel
+//! it has a local subscriber on (`{prefix}:c:{app}:{channel}`), and to nothing else but the bus
+//! (`{prefix}:bus`, for messages about users); so it receives only the events it delivers.
+//!
+//! One task owns the subscription's sink and applies the changes in order: a channel's first
+//! local subscriber waits for its `SUBSCRIBE` to be confirmed (one Redis round trip), so no event
+//! published after its `subscription_succeeded` can be missed; the last one leaving
+//! `UNSUBSCRIBE`s. Changes queued together go as one `SUBSCRIBE` and one `UNSUBSCRIBE`. After a
+//! reconnection the task subscribes to everything wanted again.
+
+use std::collections::HashMap;
+
+use redis::aio::PubSubSink;
+use tokio::sync::{mpsc, oneshot};
+
+/// Route changes waiting for the task; beyond this, callers wait their turn.
+const QUEUE: usize = 16_384;
+/// Changes applied in one go.
+const BATCH: usize = 512;
+
+/// The pub/sub channel carrying `channel`'s events (the Lua scripts build the same name).
+pub fn route(prefix: &str, app: &str, channel: &str) -> String {
+    format!("{prefix}:c:{app}:{channel}")
+}
+
+enum Change {
+    /// One more local subscriber; `done` fires once Redis confirmed the subscription (at once
+    /// when there was one, or while Redis is unreachable).
+    Add(String, oneshot::Sender<()>),
+    Remove(String),
+    /// A new bus connection: subscribe to everything wanted on it.
+    Connected(PubSubSink),
+    Disconnected,
+}
+
+/// The handle: cheap to clone.
+#[derive(Clone)]
+pub struct Routes {
+    changes: mpsc::Sender<Change>,
+}
+
+impl Routes {
+    pub fn start() -> Self {
+        let (changes, rx) = mpsc::channel(QUEUE);
+        tokio::spawn(run(rx));
+        Self { changes }
+    }
+
+    /// Counts a local subscriber of `route`; resolves once this node receives its events.
+    pub async fn add(&self, route: String) {
+        let (done, wait) = oneshot::channel();
+        if self.changes.send(Change::Add(route, done)).await.is_ok() {
+            let _ = wait.await;
+        }
+    }
+
+    /// One local subscriber of `route` fewer.
+    pub fn remove(&self, route: String) {
+        let changes = self.changes.clone();
+        // Never waits on the caller's path (an unsubscribe, a closing connection).
+        if let Err(mpsc::error::TrySendError::Full(change)) =
+            changes.try_send(Change::Remove(route))
+        {
+            tokio::spawn(async move {
+                let _ = changes.send(change).await;
+            });
+        }
+    }
+
+    pub async fn connected(&self, sink: PubSubSink) {
+        let _ = self.changes.send(Change::Connected(sink)).await;
+    }
+
+    pub async fn disconnected(&self) {
+        let _ = self.changes.send(Change::Disconnected).await;
+    }
+}
+
+async fn run(mut rx: mpsc::Receiver<Change>) {
+    // Local subscribers per route, as this node counts them.
+    let mut wanted: HashMap<String, usize> = HashMap::new();
+    let mut sink: Option<PubSubSink> = None;
+    let mut batch = Vec::with_capacity(BATCH);
+    while rx.recv_many(&mut batch, BATCH).await > 0 {
+        let mut subscribe = Vec::new();
+        let mut unsubscribe = Vec::new();
+        let mut done = Vec::new();
+        for change in batch.drain(..) {
+            match change {
+                Change::Add(route, ack) => {
+                    let n = wanted.entry(route.clone()).or_insert(0);
+                    *n += 1;
+                    if *n == 1 {
+                        unsubscribe.retain(|r| *r != route);
+                        subscribe.push(route);
+                    }
+                    done.push(ack);
+                }
+                Change::Remove(route) => {
+                    if let Some(n) = wanted.get_mut(&route) {
+                        *n -= 1;
+                        if *n == 0 {
+                            wanted.remove(&route);
+                            subscribe.retain(|r| *r != route);
+                            unsubscribe.push(route);
+                        }
+                    }
+                }
+                Change::Connected(new) => {
+                    sink = Some(new);
+                    unsubscribe.clear();
+                    subscribe = wanted.keys().cloned().collect();
+                }
+                Change::Disconnected => sink = None,
+            }
+        }
+        if let Some(s) = sink.as_mut() {
+            // A failure means the connection is going; the bus loop reconnects and sends
+            // `Connected`, which subscribes to everything wanted again.
+            if !unsubscribe.is_empty() {
+                let _ = s.unsubscribe(&unsubscribe).await;
+            }
+            if !subscribe.is_empty() {
+                if let Err(e) = s.subscribe(&subscribe).await {
+                    tracing::debug!(error = %e, "redis subscribe failed; resubscribing on reconnection");
+                }
+            }
+        }
+        for ack in done {
+            let _ = ack.send(());
+        }
+    }
+}

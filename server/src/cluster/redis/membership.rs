@@ -57,6 +57,7 @@ pub async fn subscribe_loop(
                                 tracing::info!("redis primary moved: resubscribing to the bus");
                                 None
                             }
+                            () = routes.broken() => None,
                             _ = stop.changed() => return,
                         };
                         let Some(msg) = msg else {

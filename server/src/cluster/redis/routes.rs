@@ -9,9 +9,12 @@
 //! reconnection the task subscribes to everything wanted again.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use redis::aio::PubSubSink;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Notify};
+
+use super::scripts::OP_TIMEOUT;
 
 /// Route changes waiting for the task; beyond this, callers wait their turn.
 const QUEUE: usize = 16_384;
@@ -37,13 +40,16 @@ enum Change {
 #[derive(Clone)]
 pub struct Routes {
     changes: mpsc::Sender<Change>,
+    /// Notified when a change could not be applied: the bus loop then reconnects.
+    broken: Arc<Notify>,
 }
 
 impl Routes {
     pub fn start() -> Self {
         let (changes, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(run(rx));
-        Self { changes }
+        let broken = Arc::new(Notify::new());
+        tokio::spawn(run(rx, Arc::clone(&broken)));
+        Self { changes, broken }
     }
 
     /// Counts a local subscriber of `route`; resolves once this node receives its events.
@@ -71,12 +77,17 @@ impl Routes {
         let _ = self.changes.send(Change::Connected(sink)).await;
     }
 
+    /// Resolves when the subscription must be made again on a new connection.
+    pub async fn broken(&self) {
+        self.broken.notified().await;
+    }
+
     pub async fn disconnected(&self) {
         let _ = self.changes.send(Change::Disconnected).await;
     }
 }
 
-async fn run(mut rx: mpsc::Receiver<Change>) {
+async fn run(mut rx: mpsc::Receiver<Change>, broken: Arc<Notify>) {
     // Local subscribers per route, as this node counts them.
     let mut wanted: HashMap<String, usize> = HashMap::new();
     let mut sink: Option<PubSubSink> = None;
@@ -115,15 +126,23 @@ async fn run(mut rx: mpsc::Receiver<Change>) {
             }
         }
         if let Some(s) = sink.as_mut() {
-            // A failure means the connection is going; the bus loop reconnects and sends
-            // `Connected`, which subscribes to everything wanted again.
-            if !unsubscribe.is_empty() {
-                let _ = s.unsubscribe(&unsubscribe).await;
-            }
-            if !subscribe.is_empty() {
-                if let Err(e) = s.subscribe(&subscribe).await {
-                    tracing::debug!(error = %e, "redis subscribe failed; resubscribing on reconnection");
+            // Bounded: a stalled connection must not hold every subscribe of this node. On a
+            // failure the bus loop is told to reconnect; its `Connected` subscribes to everything
+            // wanted again. Until then subscribes do not wait.
+            let applied = tokio::time::timeout(OP_TIMEOUT, async {
+                if !unsubscribe.is_empty() {
+                    s.unsubscribe(&unsubscribe).await?;
                 }
+                if !subscribe.is_empty() {
+                    s.subscribe(&subscribe).await?;
+                }
+                Ok::<(), redis::RedisError>(())
+            })
+            .await;
+            if !matches!(applied, Ok(Ok(()))) {
+                tracing::warn!("redis subscribe failed: reconnecting the subscription");
+                sink = None;
+                broken.notify_one();
             }
         }
         for ack in done {

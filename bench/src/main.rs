@@ -2,6 +2,7 @@
 //! sockets and the signed HTTP API. See `bench/run.sh` and BENCHMARKS.md.
 
 mod abuse;
+mod cluster;
 mod floor;
 mod http;
 mod load;
@@ -186,6 +187,20 @@ enum Cmd {
         #[arg(long, default_value_t = 10.0)]
         duration: f64,
     },
+    /// N chorus nodes on a redis-server started here, channels spread over them: cluster CPU
+    /// per event (nodes summed), Redis CPU per event, pub/sub messages each node received.
+    Cluster {
+        #[arg(long, default_value = "target/release/chorus")]
+        server_bin: PathBuf,
+        #[arg(long, default_value_t = 2)]
+        nodes: usize,
+        #[arg(long, default_value_t = 200)]
+        channels: usize,
+        #[arg(long, default_value_t = 20_000)]
+        events: usize,
+        #[arg(long, default_value = "redis-server")]
+        redis_server: PathBuf,
+    },
     /// CI smoke run: starts the given server binary on a free loopback port and runs every
     /// scenario briefly; exits non-zero if any loses messages or errors.
     Smoke {
@@ -297,6 +312,11 @@ pub fn summary(v: &Value) -> String {
         "abuse" => format!(
             "{} attacks, each listed above",
             v["attacks"].as_array().map_or(0, Vec::len)
+        ),
+        "cluster" => format!(
+            "{} nodes, {} channels: {} events, {} delivered in {} s; cluster CPU {} us/event, Redis CPU {} us/event; Redis messages per node {}",
+            f(v, "nodes"), f(v, "channels"), f(v, "events"), f(v, "delivered"), f(v, "secs"),
+            f(v, "cluster_cpu_us_per_event"), f(v, "redis_cpu_us_per_event"), v["redis_messages_per_node"]
         ),
         "presence" => format!(
             "{} joins ({} /s), member events expected {}, missing {}, duplicate {}, out of order {}; join p50 {} ms p99 {} ms",
@@ -466,6 +486,22 @@ fn main() -> Result<()> {
                     duration_secs: *duration,
                 };
                 let r = tokio::task::spawn_blocking(move || floor::run(&o)).await??;
+                emit(out, label, r)?;
+            }
+            Cmd::Cluster {
+                server_bin,
+                nodes,
+                channels,
+                events,
+                redis_server,
+            } => {
+                let o = cluster::ClusterOpts {
+                    nodes: *nodes,
+                    channels: *channels,
+                    events: *events,
+                    redis_server: redis_server.clone(),
+                };
+                let r = cluster::run(server_bin, &o).await?;
                 emit(out, label, r)?;
             }
             Cmd::Smoke { server_bin } => {

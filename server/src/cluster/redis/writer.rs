@@ -278,7 +278,13 @@ async fn write_loop(
                 Op::Ack(done) => acks.push(done),
             }
         }
-        if let Some(replies) = scripts.send(&pipe).await {
+        // A batch of only acks and resyncs sends nothing (an empty pipeline is an error).
+        let sent = if pipe.is_empty() {
+            Some(Vec::new())
+        } else {
+            scripts.send(&pipe).await
+        };
+        if let Some(replies) = sent {
             me.dropped_warned.store(false, Ordering::Relaxed);
             for (to, reply) in replies_to.iter().zip(replies) {
                 match to {

@@ -21,6 +21,8 @@ use crate::http::HttpConn;
 use crate::{sys, ws, Target};
 
 pub struct ClusterOpts {
+    /// Channels keep history (each publish is then a Redis script, which dominates the cost).
+    pub history: bool,
     pub nodes: usize,
     pub channels: usize,
     pub events: usize,
@@ -50,13 +52,21 @@ struct Node {
     admin: u16,
 }
 
-async fn start_node(bin: &Path, redis_port: u16) -> Result<Node> {
+async fn start_node(bin: &Path, redis_port: u16, history: bool) -> Result<Node> {
     let (port, admin) = (free_port()?, free_port()?);
+    let config = std::env::temp_dir().join(format!("chorus-bench-cluster-{port}.toml"));
+    let history_size = if history { 100 } else { 0 };
+    std::fs::write(
+        &config,
+        format!(
+            "[[apps]]\nid = \"bench-app\"\nkey = \"bench-key\"\nsecret = \"bench-secret\"\n\
+             history_size = {history_size}\nmax_api_requests_per_second = 0\n"
+        ),
+    )?;
     let child = Command::new(bin)
         .args(["--host", "127.0.0.1", "--port", &port.to_string()])
         .args(["--admin-port", &admin.to_string(), "--log", "warn"])
-        .args(["--app-id", "bench-app", "--app-key", "bench-key"])
-        .args(["--app-secret", "bench-secret", "--adapter", "redis"])
+        .args(["--config", &config.to_string_lossy(), "--adapter", "redis"])
         .args(["--redis-url", &format!("redis://127.0.0.1:{redis_port}")])
         .args(["--redis-prefix", "benchcluster"])
         .stdin(Stdio::null())
@@ -110,7 +120,7 @@ pub async fn run(bin: &Path, o: &ClusterOpts) -> Result<Value> {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let mut nodes = Vec::new();
     for _ in 0..o.nodes.max(1) {
-        nodes.push(start_node(bin, redis_port).await?);
+        nodes.push(start_node(bin, redis_port, o.history).await?);
     }
     // One subscriber per channel, channel i on node i mod N.
     let received = Arc::new(AtomicU64::new(0));
@@ -187,6 +197,7 @@ pub async fn run(bin: &Path, o: &ClusterOpts) -> Result<Value> {
         "scenario": "cluster",
         "ok": delivered as usize == sent,
         "nodes": o.nodes,
+        "history": o.history,
         "channels": o.channels,
         "events": sent,
         "delivered": delivered,

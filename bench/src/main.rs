@@ -200,6 +200,9 @@ enum Cmd {
         events: usize,
         #[arg(long, default_value = "redis-server")]
         redis_server: PathBuf,
+        /// Channels keep history (publishes become Redis scripts).
+        #[arg(long)]
+        history: bool,
     },
     /// CI smoke run: starts the given server binary on a free loopback port and runs every
     /// scenario briefly; exits non-zero if any loses messages or errors.
@@ -494,8 +497,10 @@ fn main() -> Result<()> {
                 channels,
                 events,
                 redis_server,
+                history,
             } => {
                 let o = cluster::ClusterOpts {
+                    history: *history,
                     nodes: *nodes,
                     channels: *channels,
                     events: *events,

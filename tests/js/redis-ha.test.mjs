@@ -24,12 +24,12 @@ import {
   subscribed,
   waitUntil,
 } from './lib/harness.mjs';
+import { testCa } from './lib/certs.mjs';
 import { startRedis } from './lib/redis.mjs';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'chorus-redis-ha-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
 const file = (name) => path.join(dir, name);
-const openssl = (...args) => execFileSync('openssl', args, { stdio: ['ignore', 'ignore', 'pipe'] });
 const status = async (node) => (await fetch(`${node.httpUrl}/up`).then((r) => r.json())).status;
 
 function client(node, sdk, member) {
@@ -45,18 +45,13 @@ function client(node, sdk, member) {
 }
 
 test('rediss:// with an ACL user: two nodes are one server', async (t) => {
-  openssl('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', file('ca.key'),
-    '-out', file('ca.pem'), '-days', '2', '-subj', '/CN=Chorus test CA');
-  writeFileSync(file('san.cnf'), 'subjectAltName=IP:127.0.0.1\n');
-  openssl('req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', file('redis.key'),
-    '-out', file('redis.csr'), '-subj', '/CN=127.0.0.1');
-  openssl('x509', '-req', '-in', file('redis.csr'), '-CA', file('ca.pem'), '-CAkey', file('ca.key'),
-    '-CAcreateserial', '-out', file('redis.pem'), '-days', '2', '-extfile', file('san.cnf'));
+  const ca = testCa(dir);
+  const { cert, key } = ca.issue('redis');
   const tlsPort = await freePort();
   const redis = await startRedis(dir, {
     args: [
-      '--tls-port', String(tlsPort), '--tls-cert-file', file('redis.pem'), '--tls-key-file', file('redis.key'),
-      '--tls-ca-cert-file', file('ca.pem'), '--tls-auth-clients', 'no',
+      '--tls-port', String(tlsPort), '--tls-cert-file', cert, '--tls-key-file', key,
+      '--tls-ca-cert-file', ca.ca, '--tls-auth-clients', 'no',
       '--user', 'default', 'off', '--user', 'chorus', 'on', '>s3cret', '~*', '&*', '+@all',
     ],
   });
@@ -70,7 +65,7 @@ test('rediss:// with an ACL user: two nodes are one server', async (t) => {
   const start = async (url) => {
     const node = await startServer({
       settings: { adapter: 'redis', redis_url: url, redis_prefix: `jstls${process.pid}`, shutdown_timeout: 2 },
-      env: { SSL_CERT_FILE: file('ca.pem') },
+      env: { SSL_CERT_FILE: ca.ca },
     });
     nodes.push(node);
     return node;

@@ -2,7 +2,6 @@
 // certificate made here by openssl, and certificate reloads (the files changing, then SIGHUP)
 // while the clients stay connected.
 
-import { execFileSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import https from 'node:https';
@@ -12,25 +11,14 @@ import tls from 'node:tls';
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 
+import { testCa } from './lib/certs.mjs';
 import { APP, HOST, PusherClient, connected, delay, serverSdk, startServer, subscribed, waitUntil, withTimeout } from './lib/harness.mjs';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'chorus-tls-'));
 const file = (name) => path.join(dir, name);
-const openssl = (...args) => execFileSync('openssl', args, { stdio: ['ignore', 'ignore', 'pipe'] });
-
-/** A P-256 key and a certificate for 127.0.0.1 signed by the test CA. */
-function issue(name) {
-  openssl('req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', file(`${name}.key`),
-    '-out', file(`${name}.csr`), '-subj', '/CN=127.0.0.1');
-  openssl('x509', '-req', '-in', file(`${name}.csr`), '-CA', file('ca.pem'), '-CAkey', file('ca.key'),
-    '-CAcreateserial', '-out', file(`${name}.pem`), '-days', '2', '-extfile', file('san.cnf'));
-}
-
-openssl('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', file('ca.key'),
-  '-out', file('ca.pem'), '-days', '2', '-subj', '/CN=Chorus test CA');
-writeFileSync(file('san.cnf'), 'subjectAltName=IP:127.0.0.1\n');
-issue('first');
-issue('second');
+const authority = testCa(dir);
+authority.issue('first');
+authority.issue('second');
 const ca = readFileSync(file('ca.pem'));
 copyFileSync(file('first.pem'), file('live.pem'));
 copyFileSync(file('first.key'), file('live.key'));

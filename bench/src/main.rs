@@ -11,6 +11,7 @@ mod plot;
 mod report;
 mod scenarios;
 mod smoke;
+mod storm;
 mod sys;
 mod ws;
 
@@ -204,6 +205,18 @@ enum Cmd {
         #[arg(long)]
         history: bool,
     },
+    /// N clients on private channels; the server stops gracefully (4200) and starts again: time
+    /// until all are subscribed again, auth requests per second, failures, server CPU and RSS.
+    ReconnectStorm {
+        #[arg(long, default_value = "target/release/chorus")]
+        server_bin: PathBuf,
+        #[arg(long, default_value_t = 1000)]
+        clients: usize,
+        #[arg(long, default_value_t = 500)]
+        rooms: usize,
+        #[arg(long, value_enum, default_value_t = storm::Policy::Sdk)]
+        policy: storm::Policy,
+    },
     /// CI smoke run: starts the given server binary on a free loopback port and runs every
     /// scenario briefly; exits non-zero if any loses messages or errors.
     Smoke {
@@ -315,6 +328,12 @@ pub fn summary(v: &Value) -> String {
         "abuse" => format!(
             "{} attacks, each listed above",
             v["attacks"].as_array().map_or(0, Vec::len)
+        ),
+        "reconnect-storm" => format!(
+            "{} clients ({} policy): server down {} ms, up again at {} ms, all {} resubscribed at {} ms; auth {} requests, peak {}/s; connect failures {}, refusals {}; server CPU {} s, RSS peak {} KiB",
+            f(v, "clients"), f(v, "policy"), f(v, "server_down_ms"), f(v, "server_up_ms"), f(v, "resubscribed"),
+            f(v, "all_resubscribed_ms"), f(v, "auth_requests"), f(v, "auth_peak_per_sec"), f(v, "connect_failures"),
+            f(v, "refusals"), f(v, "server_cpu_secs"), f(v, "server_rss_peak_kib")
         ),
         "cluster" => format!(
             "{} nodes, {} channels: {} events, {} delivered in {} s; cluster CPU {} us/event, Redis CPU {} us/event; Redis messages per node {}",
@@ -507,6 +526,20 @@ fn main() -> Result<()> {
                     redis_server: redis_server.clone(),
                 };
                 let r = cluster::run(server_bin, &o).await?;
+                emit(out, label, r)?;
+            }
+            Cmd::ReconnectStorm {
+                server_bin,
+                clients,
+                rooms,
+                policy,
+            } => {
+                let o = storm::StormOpts {
+                    clients: *clients,
+                    rooms: *rooms,
+                    policy: *policy,
+                };
+                let r = storm::run(server_bin, &o).await?;
                 emit(out, label, r)?;
             }
             Cmd::Smoke { server_bin } => {

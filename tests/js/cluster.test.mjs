@@ -29,17 +29,21 @@ import {
   subscribed,
   waitUntil,
 } from './lib/harness.mjs';
-import { startRedis } from './lib/redis.mjs';
+import { startRedis, startSentinel } from './lib/redis.mjs';
 
 const cluster = { dir: null, redis: null, a: null, b: null, sdkA: null, sdkB: null };
 let closers = [];
 
+// CHORUS_CLUSTER_MODE=sentinel (cluster-sentinel.test.mjs): the same tests with the nodes finding
+// the primary through a Sentinel.
+const SENTINEL = process.env.CHORUS_CLUSTER_MODE === 'sentinel';
+
 before(async () => {
   cluster.dir = await mkdtemp(path.join(os.tmpdir(), 'chorus-js-cluster-'));
-  cluster.redis = await startRedis(cluster.dir);
+  cluster.redis = SENTINEL ? await startSentinel(cluster.dir) : await startRedis(cluster.dir);
   const settings = {
     adapter: 'redis',
-    redis_url: cluster.redis.url,
+    ...(SENTINEL ? cluster.redis.settings : { redis_url: cluster.redis.url }),
     // A prefix of its own: nothing else that might share a Redis is seen.
     redis_prefix: `jscluster${process.pid}`,
     node_timeout: 5,

@@ -5,7 +5,6 @@
 // measures and prints, presence stays one membership, with no ghost.
 
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -25,7 +24,7 @@ import {
   waitUntil,
 } from './lib/harness.mjs';
 import { testCa } from './lib/certs.mjs';
-import { startRedis } from './lib/redis.mjs';
+import { startRedis, startSentinel } from './lib/redis.mjs';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'chorus-redis-ha-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -89,27 +88,10 @@ test('rediss:// with an ACL user: two nodes are one server', async (t) => {
 });
 
 test('Sentinel: the nodes follow a failover of the primary under traffic', async (t) => {
-  const primary = await startRedis(mkdtempSync(file('primary-')));
-  const replica = await startRedis(mkdtempSync(file('replica-')), { args: ['--replicaof', '127.0.0.1', String(primary.port)] });
-  const sentinelPort = await freePort();
-  writeFileSync(file('sentinel.conf'), [
-    `sentinel monitor mymaster 127.0.0.1 ${primary.port} 1`,
-    'sentinel down-after-milliseconds mymaster 1000',
-    'sentinel failover-timeout mymaster 5000',
-    '',
-  ].join('\n'));
-  const sentinel = await startRedis(mkdtempSync(file('sentinel-')), {
-    config: file('sentinel.conf'),
-    args: ['--sentinel'],
-    port: sentinelPort,
-  });
-  const cli = (...args) => execFileSync('redis-cli', ['-p', String(sentinelPort), ...args]).toString();
-  await waitUntil(() => cli('sentinel', 'replicas', 'mymaster').includes(String(replica.port)), 'the sentinel knows the replica', { timeout: 15000 });
-
+  const ha = await startSentinel(dir);
   const settings = {
     adapter: 'redis',
-    redis_sentinels: [`redis://127.0.0.1:${sentinelPort}`],
-    redis_sentinel_master: 'mymaster',
+    ...ha.settings,
     redis_prefix: `jssentinel${process.pid}`,
     node_timeout: 5,
     shutdown_timeout: 2,
@@ -120,7 +102,7 @@ test('Sentinel: the nodes follow a failover of the primary under traffic', async
   t.after(async () => {
     clients.forEach((c) => c.disconnect());
     for (const n of nodes) await n.stop();
-    for (const r of [sentinel, replica, primary]) await r.stop();
+    await ha.stop();
   });
   for (let i = 0; i < 2; i++) {
     const node = await startServer({ apps, settings });
@@ -144,7 +126,7 @@ test('Sentinel: the nodes follow a failover of the primary under traffic', async
   let n = 0;
   let publishing = true;
   const killedAt = Date.now();
-  primary.kill();
+  ha.primary.kill();
   const traffic = (async () => {
     while (publishing && Date.now() - killedAt < 40000) {
       n += 1;

@@ -82,3 +82,42 @@ export async function startRedis(dir, { args = [], config, port: fixed } = {}) {
   return redis;
 }
 
+
+/**
+ * A primary, one replica and one Sentinel watching them as `mymaster` (a quorum of one, the
+ * primary counted down after 1 s), each a redis-server on a free loopback port. Resolves once the
+ * Sentinel knows the replica (so a failover can happen). `settings` are chorus's.
+ */
+export async function startSentinel(dir) {
+  const { mkdtemp, writeFile } = await import('node:fs/promises');
+  const { execFileSync } = await import('node:child_process');
+  const path = await import('node:path');
+  const primary = await startRedis(await mkdtemp(path.join(dir, 'primary-')));
+  const replica = await startRedis(await mkdtemp(path.join(dir, 'replica-')), {
+    args: ['--replicaof', HOST, String(primary.port)],
+  });
+  const port = await freePort();
+  const config = path.join(dir, `sentinel-${port}.conf`);
+  await writeFile(config, [
+    `sentinel monitor mymaster ${HOST} ${primary.port} 1`,
+    'sentinel down-after-milliseconds mymaster 1000',
+    'sentinel failover-timeout mymaster 5000',
+    '',
+  ].join('\n'));
+  const sentinel = await startRedis(await mkdtemp(path.join(dir, 'sentinel-')), { config, args: ['--sentinel'], port });
+  const cli = (...args) => execFileSync('redis-cli', ['-p', String(port), ...args]).toString();
+  const deadline = Date.now() + 15000;
+  while (!cli('sentinel', 'replicas', 'mymaster').includes(String(replica.port))) {
+    if (Date.now() > deadline) throw new Error('the sentinel did not learn of the replica within 15 s');
+    await delay(100);
+  }
+  return {
+    primary,
+    replica,
+    sentinel,
+    settings: { redis_sentinels: [`redis://${HOST}:${port}`], redis_sentinel_master: 'mymaster' },
+    async stop() {
+      for (const r of [sentinel, replica, primary]) await r.stop();
+    },
+  };
+}

@@ -102,7 +102,15 @@ pub async fn heartbeat_loop(
     let interval = (node_timeout / 4).max(Duration::from_millis(250));
     let mut first = true;
     loop {
-        if let Ok(existed) = scripts.heartbeat().await {
+        let beat = scripts.heartbeat().await;
+        // Until a heartbeat lands the others count this node as dead (its members and
+        // subscriptions left out of every answer): a failed one is tried again soon.
+        let next = if beat.is_ok() {
+            interval
+        } else {
+            interval.min(Duration::from_millis(200))
+        };
+        if let Ok(existed) = beat {
             if !existed && !first {
                 tracing::warn!("this node's redis state is gone (redis restarted or node reaped): rewriting it");
                 let _ = writer.enqueue(Op::Resync);
@@ -139,7 +147,7 @@ pub async fn heartbeat_loop(
             }
         }
         tokio::select! {
-            _ = tokio::time::sleep(interval) => {}
+            _ = tokio::time::sleep(next) => {}
             _ = stop.changed() => return,
         }
     }

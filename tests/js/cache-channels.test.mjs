@@ -10,9 +10,8 @@ import path from 'node:path';
 import { after, test } from 'node:test';
 
 import {
-  APP,
-  PusherClient,
   Recorder,
+  clientOf,
   defaultApp,
   delay,
   sdkChannelAuthorizer,
@@ -21,20 +20,14 @@ import {
   subscribed,
   waitUntil,
 } from './lib/harness.mjs';
-import { startRedis } from './lib/redis.mjs';
+import { startNodes, startRedis } from './lib/redis.mjs';
 import { startReceiver } from './lib/webhooks.mjs';
 
 const receiver = await startReceiver();
 after(() => receiver.close());
 
 function client(node, sdk) {
-  return new PusherClient(APP.key, {
-    wsHost: '127.0.0.1',
-    wsPort: node.port,
-    forceTLS: false,
-    enabledTransports: ['ws'],
-    cluster: '',
-    disableStats: true,
+  return clientOf(node, {
     channelAuthorization: {
       customHandler: sdkChannelAuthorizer(sdk, { user_id: 'u1', user_info: {} }),
     },
@@ -105,21 +98,13 @@ test('cache channels across two nodes on Redis', async (t) => {
   receiver.clear();
   const dir = await mkdtemp(path.join(os.tmpdir(), 'chorus-js-cache-'));
   const redis = await startRedis(dir);
-  const settings = { adapter: 'redis', redis_url: redis.url, redis_prefix: `jscache${process.pid}`, shutdown_timeout: 2 };
   const nodes = [];
   t.after(async () => {
     for (const n of nodes) await n.stop();
     await redis.stop();
     await rm(dir, { recursive: true, force: true });
   });
-  for (let i = 0; i < 2; i++) {
-    const node = await startServer({ apps: [defaultApp({ webhooks: hooks() })], settings });
-    nodes.push(node);
-    await waitUntil(
-      async () => (await fetch(`${node.httpUrl}/up`).then((r) => r.json())).status === 'ok',
-      `node ${i} connected to Redis`,
-      { timeout: 10000 },
-    );
-  }
+  const settings = { redis_url: redis.url, redis_prefix: `jscache${process.pid}`, shutdown_timeout: 2 };
+  nodes.push(...(await startNodes(2, { apps: [defaultApp({ webhooks: hooks() })], settings })));
   await scenario(t, nodes);
 });

@@ -11,9 +11,8 @@ import path from 'node:path';
 import { after, test } from 'node:test';
 
 import {
-  APP,
-  PusherClient,
   Recorder,
+  clientOf,
   defaultApp,
   delay,
   freePort,
@@ -24,24 +23,15 @@ import {
   waitUntil,
 } from './lib/harness.mjs';
 import { testCa } from './lib/certs.mjs';
-import { startRedis, startSentinel } from './lib/redis.mjs';
+import { startNodes, startRedis, startSentinel } from './lib/redis.mjs';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'chorus-redis-ha-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
 const file = (name) => path.join(dir, name);
 const status = async (node) => (await fetch(`${node.httpUrl}/up`).then((r) => r.json())).status;
 
-function client(node, sdk, member) {
-  return new PusherClient(APP.key, {
-    wsHost: '127.0.0.1',
-    wsPort: node.port,
-    forceTLS: false,
-    enabledTransports: ['ws'],
-    cluster: '',
-    disableStats: true,
-    channelAuthorization: { customHandler: sdkChannelAuthorizer(sdk, member) },
-  });
-}
+const client = (node, sdk, member) =>
+  clientOf(node, { channelAuthorization: { customHandler: sdkChannelAuthorizer(sdk, member) } });
 
 test('rediss:// with an ACL user: two nodes are one server', async (t) => {
   const ca = testCa(dir);
@@ -90,7 +80,6 @@ test('rediss:// with an ACL user: two nodes are one server', async (t) => {
 test('Sentinel: the nodes follow a failover of the primary under traffic', async (t) => {
   const ha = await startSentinel(dir);
   const settings = {
-    adapter: 'redis',
     ...ha.settings,
     redis_prefix: `jssentinel${process.pid}`,
     node_timeout: 5,
@@ -104,11 +93,7 @@ test('Sentinel: the nodes follow a failover of the primary under traffic', async
     for (const n of nodes) await n.stop();
     await ha.stop();
   });
-  for (let i = 0; i < 2; i++) {
-    const node = await startServer({ apps, settings });
-    nodes.push(node);
-    await waitUntil(async () => (await status(node)) === 'ok', `node ${i} found the primary`, { timeout: 10000 });
-  }
+  nodes.push(...(await startNodes(2, { apps, settings })));
   const [a, b] = nodes;
   const sdkA = serverSdk(a);
   const sdkB = serverSdk(b);

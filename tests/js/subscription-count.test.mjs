@@ -9,23 +9,14 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, test } from 'node:test';
 
-import { APP, PusherClient, Recorder, defaultApp, delay, startServer, subscribed, waitUntil } from './lib/harness.mjs';
-import { startRedis } from './lib/redis.mjs';
+import { Recorder, clientOf, defaultApp, delay, startServer, subscribed, waitUntil } from './lib/harness.mjs';
+import { startNodes, startRedis } from './lib/redis.mjs';
 import { startReceiver } from './lib/webhooks.mjs';
 
 const receiver = await startReceiver();
 after(() => receiver.close());
 
-function client(node) {
-  return new PusherClient(APP.key, {
-    wsHost: '127.0.0.1',
-    wsPort: node.port,
-    forceTLS: false,
-    enabledTransports: ['ws'],
-    cluster: '',
-    disableStats: true,
-  });
-}
+const client = (node) => clientOf(node);
 
 async function scenario(t, nodes) {
   const clients = [];
@@ -72,22 +63,14 @@ test('subscription counts across two nodes on Redis', async (t) => {
   receiver.clear();
   const dir = await mkdtemp(path.join(os.tmpdir(), 'chorus-js-counts-'));
   const redis = await startRedis(dir);
-  const settings = { adapter: 'redis', redis_url: redis.url, redis_prefix: `jscount${process.pid}`, shutdown_timeout: 2 };
   const nodes = [];
   t.after(async () => {
     for (const n of nodes) await n.stop();
     await redis.stop();
     await rm(dir, { recursive: true, force: true });
   });
-  for (let i = 0; i < 2; i++) {
-    const node = await startServer({ apps: apps(), settings });
-    nodes.push(node);
-    await waitUntil(
-      async () => (await fetch(`${node.httpUrl}/up`).then((r) => r.json())).status === 'ok',
-      `node ${i} connected to Redis`,
-      { timeout: 10000 },
-    );
-  }
+  const settings = { redis_url: redis.url, redis_prefix: `jscount${process.pid}`, shutdown_timeout: 2 };
+  nodes.push(...(await startNodes(2, { apps: apps(), settings })));
   await scenario(t, nodes);
 });
 

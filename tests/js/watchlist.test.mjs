@@ -10,28 +10,18 @@ import path from 'node:path';
 import { test } from 'node:test';
 
 import {
-  APP,
-  PusherClient,
   Recorder,
+  clientOf,
   delay,
   sdkUserAuthenticator,
   serverSdk,
   signedIn,
   startServer,
-  waitUntil,
 } from './lib/harness.mjs';
-import { startRedis } from './lib/redis.mjs';
+import { startNodes, startRedis } from './lib/redis.mjs';
 
 function signedInClient(node, sdk, userData, clients) {
-  const c = new PusherClient(APP.key, {
-    wsHost: '127.0.0.1',
-    wsPort: node.port,
-    forceTLS: false,
-    enabledTransports: ['ws'],
-    cluster: '',
-    disableStats: true,
-    userAuthentication: { customHandler: sdkUserAuthenticator(sdk, userData) },
-  });
+  const c = clientOf(node, { userAuthentication: { customHandler: sdkUserAuthenticator(sdk, userData) } });
   clients.push(c);
   const online = new Recorder(`${userData.id} online`);
   const offline = new Recorder(`${userData.id} offline`);
@@ -94,27 +84,13 @@ test('watchlists on one node', async (t) => {
 test('watchlists across two nodes on Redis, a dead node\'s users too', async (t) => {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'chorus-js-watch-'));
   const redis = await startRedis(dir);
-  const settings = {
-    adapter: 'redis',
-    redis_url: redis.url,
-    redis_prefix: `jswatch${process.pid}`,
-    node_timeout: 2,
-    shutdown_timeout: 2,
-  };
   const nodes = [];
   t.after(async () => {
     for (const n of nodes) await n.stop();
     await redis.stop();
     await rm(dir, { recursive: true, force: true });
   });
-  for (let i = 0; i < 2; i++) {
-    const node = await startServer({ settings });
-    nodes.push(node);
-    await waitUntil(
-      async () => (await fetch(`${node.httpUrl}/up`).then((r) => r.json())).status === 'ok',
-      `node ${i} connected to Redis`,
-      { timeout: 10000 },
-    );
-  }
+  const settings = { redis_url: redis.url, redis_prefix: `jswatch${process.pid}`, node_timeout: 2, shutdown_timeout: 2 };
+  nodes.push(...(await startNodes(2, { settings })));
   await scenario(t, nodes, async () => nodes[1].signal('SIGKILL'));
 });

@@ -12,8 +12,7 @@ import path from 'node:path';
 import { after, test } from 'node:test';
 
 import {
-  APP,
-  PusherClient,
+  clientOf,
   connected,
   defaultApp,
   delay,
@@ -24,7 +23,7 @@ import {
   useChorus,
   waitUntil,
 } from './lib/harness.mjs';
-import { startRedis } from './lib/redis.mjs';
+import { startNodes, startRedis } from './lib/redis.mjs';
 import { startReceiver } from './lib/webhooks.mjs';
 
 const ALL = ['channel_occupied', 'channel_vacated', 'member_added', 'member_removed', 'client_event'];
@@ -120,14 +119,7 @@ ctx.test('a signature made with another secret does not validate', async () => {
   try {
     const server = await startServer({ apps: [defaultApp({ webhooks: [{ url: other.url, event_types: ALL }] })] });
     try {
-      const c = new PusherClient(APP.key, {
-        wsHost: '127.0.0.1',
-        wsPort: server.port,
-        forceTLS: false,
-        enabledTransports: ['ws'],
-        cluster: '',
-        disableStats: true,
-      });
+      const c = clientOf(server);
       await subscribed(c, 'public-x');
       await waitUntil(() => other.invalid.length > 0, 'a request that does not validate');
       assert.equal(other.events.length, 0);
@@ -145,7 +137,6 @@ test('two nodes on Redis: each transition once for the cluster, a dead node\'s t
   const redis = await startRedis(dir);
   const rx = await startReceiver();
   const settings = {
-    adapter: 'redis',
     redis_url: redis.url,
     redis_prefix: `jshooks${process.pid}`,
     node_timeout: 2,
@@ -161,27 +152,11 @@ test('two nodes on Redis: each transition once for the cluster, a dead node\'s t
     await redis.stop();
     await rm(dir, { recursive: true, force: true });
   });
-  for (let i = 0; i < 2; i++) {
-    const node = await startServer({ apps, settings });
-    nodes.push(node);
-    await waitUntil(
-      async () => (await fetch(`${node.httpUrl}/up`).then((r) => r.json())).status === 'ok',
-      `node ${i} connected to Redis`,
-      { timeout: 10000 },
-    );
-  }
+  nodes.push(...(await startNodes(2, { apps, settings })));
   const [a, b] = nodes;
   const sdk = serverSdk(a);
   const on = (node, member) => {
-    const c = new PusherClient(APP.key, {
-      wsHost: '127.0.0.1',
-      wsPort: node.port,
-      forceTLS: false,
-      enabledTransports: ['ws'],
-      cluster: '',
-      disableStats: true,
-      channelAuthorization: { customHandler: sdkChannelAuthorizer(sdk, member) },
-    });
+    const c = clientOf(node, { channelAuthorization: { customHandler: sdkChannelAuthorizer(sdk, member) } });
     clients.push(c);
     return c;
   };

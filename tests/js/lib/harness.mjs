@@ -321,6 +321,20 @@ export async function startServer(options = {}) {
 // Clients
 // ---------------------------------------------------------------------------
 
+/** A pusher-js client of `server` (plain ws:// on 127.0.0.1); `options` are merged last. */
+export function clientOf(server, options = {}) {
+  return new PusherClient(APP.key, {
+    wsHost: HOST,
+    wsPort: server.port,
+    wssPort: server.port,
+    forceTLS: false,
+    enabledTransports: ['ws'],
+    cluster: '',
+    disableStats: true,
+    ...options,
+  });
+}
+
 /** The official Node server SDK ("the Laravel backend"), pointed at chorus. */
 export function serverSdk(server, overrides = {}) {
   return new PusherServer({

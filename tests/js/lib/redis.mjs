@@ -4,7 +4,7 @@
 import { spawn } from 'node:child_process';
 import net from 'node:net';
 
-import { HOST, delay, freePort } from './harness.mjs';
+import { HOST, delay, freePort, startServer, waitUntil } from './harness.mjs';
 
 const REDIS_SERVER = process.env.REDIS_SERVER || 'redis-server';
 
@@ -120,4 +120,27 @@ export async function startSentinel(dir) {
       for (const r of [sentinel, replica, primary]) await r.stop();
     },
   };
+}
+
+/**
+ * `count` chorus nodes with the Redis adapter (`settings`: redis_url or the Sentinel keys, and any
+ * other top-level key), each returned once it reached Redis (`/up` says ok).
+ */
+export async function startNodes(count, { apps, settings, env } = {}) {
+  const nodes = [];
+  try {
+    for (let i = 0; i < count; i++) {
+      const node = await startServer({ apps, settings: { adapter: 'redis', ...settings }, env });
+      nodes.push(node);
+      await waitUntil(
+        async () => (await fetch(`${node.httpUrl}/up`).then((r) => r.json())).status === 'ok',
+        `node ${i} (port ${node.port}) connected to Redis`,
+        { timeout: 10000 },
+      );
+    }
+  } catch (err) {
+    for (const n of nodes) await n.stop();
+    throw err;
+  }
+  return nodes;
 }

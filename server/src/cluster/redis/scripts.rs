@@ -398,21 +398,8 @@ impl Scripts {
         let mut conn = self.connection()?;
         let mut cmd = redis::cmd("GET");
         cmd.arg(self.cache_key(app, channel));
-        let get = cmd.query_async::<Option<String>>(&mut conn);
-        match tokio::time::timeout(OP_TIMEOUT, get).await {
-            Ok(Ok(v)) => {
-                self.health.succeeded();
-                Ok(v)
-            }
-            Ok(Err(e)) => {
-                self.health.failed("redis command", &e);
-                Err(AdapterError(format!("redis: {e}")))
-            }
-            Err(_) => {
-                self.health.failed("redis command", &"timed out");
-                Err(AdapterError("redis: timed out".into()))
-            }
-        }
+        self.bounded(cmd.query_async::<Option<String>>(&mut conn))
+            .await
     }
 
     fn cache_key(&self, app: &str, channel: &str) -> String {
@@ -485,7 +472,15 @@ impl Scripts {
             inv.arg(*a);
         }
         let mut conn = self.connection()?;
-        match tokio::time::timeout(OP_TIMEOUT, inv.invoke_async::<T>(&mut conn)).await {
+        self.bounded(inv.invoke_async::<T>(&mut conn)).await
+    }
+
+    /// One command within [`OP_TIMEOUT`], its outcome reported to [`LinkHealth`].
+    async fn bounded<T>(
+        &self,
+        call: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, AdapterError> {
+        match tokio::time::timeout(OP_TIMEOUT, call).await {
             Ok(Ok(v)) => {
                 self.health.succeeded();
                 Ok(v)

@@ -26,3 +26,19 @@ local function stream_epoch(base, fresh, ttl)
   redis.call('DEL', base .. ':stream')
   return fresh
 end
+
+-- This node's count of `field` in its hash `…:n:{me}{suffix}` changes by `delta` (the hash is one
+-- of the node's keys, deleted with it). Returns 1 if that made the first one anywhere in the
+-- cluster, -1 if the last one anywhere left, else 0.
+local function count_change(me, suffix, field, delta)
+  local key = P .. ':n:' .. me .. suffix
+  local n = redis.call('HINCRBY', key, field, delta)
+  redis.call('SADD', P .. ':n:' .. me .. ':keys', key)
+  if n <= 0 then
+    redis.call('HDEL', key, field)
+    if n - delta > 0 and not elsewhere(alive(), me, suffix, field) then return -1 end
+  elseif n == delta and not elsewhere(alive(), me, suffix, field) then
+    return 1
+  end
+  return 0
+end

@@ -216,6 +216,9 @@ enum Cmd {
         rooms: usize,
         #[arg(long, value_enum, default_value_t = storm::Policy::Sdk)]
         policy: storm::Policy,
+        /// What `--server-bin` is.
+        #[arg(long, value_enum, default_value_t = storm::Kind::Chorus)]
+        kind: storm::Kind,
     },
     /// CI smoke run: starts the given server binary on a free loopback port and runs every
     /// scenario briefly; exits non-zero if any loses messages or errors.
@@ -533,8 +536,10 @@ fn main() -> Result<()> {
                 clients,
                 rooms,
                 policy,
+                kind,
             } => {
                 let o = storm::StormOpts {
+                    kind: *kind,
                     clients: *clients,
                     rooms: *rooms,
                     policy: *policy,

@@ -30,7 +30,17 @@ pub enum Policy {
     Sdk,
 }
 
+/// Which server the binary is (how to start it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Kind {
+    Chorus,
+    /// Sockudo, configured through its environment as bench/run.sh does (local adapter, limits
+    /// lifted).
+    Sockudo,
+}
+
 pub struct StormOpts {
+    pub kind: Kind,
     pub clients: usize,
     pub rooms: usize,
     pub policy: Policy,
@@ -62,19 +72,42 @@ fn free_port() -> Result<u16> {
     Ok(l.local_addr()?.port())
 }
 
-async fn start(bin: &Path, port: u16) -> Result<Child> {
-    let child = Command::new(bin)
-        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-        .args(["--app-id", "storm-app", "--app-key", "storm-key"])
-        .args([
-            "--app-secret",
-            "storm-secret",
-            "--log",
-            "warn",
-            "--admin-port",
-            "0",
-        ])
+async fn start(bin: &Path, kind: Kind, port: u16) -> Result<Child> {
+    let mut cmd = Command::new(bin);
+    match kind {
+        Kind::Chorus => {
+            cmd.args(["--host", "127.0.0.1", "--port", &port.to_string()])
+                .args(["--app-id", "storm-app", "--app-key", "storm-key"])
+                .args(["--app-secret", "storm-secret", "--log", "warn"])
+                .args(["--admin-port", "0"]);
+        }
+        Kind::Sockudo => {
+            let cwd = std::env::temp_dir().join(format!("sockudo-storm-{port}"));
+            std::fs::create_dir_all(&cwd)?;
+            let env = [
+                ("HOST", "127.0.0.1".to_owned()),
+                ("PORT", port.to_string()),
+                ("SOCKUDO_DEFAULT_APP_ID", "storm-app".into()),
+                ("SOCKUDO_DEFAULT_APP_KEY", "storm-key".into()),
+                ("SOCKUDO_DEFAULT_APP_SECRET", "storm-secret".into()),
+                ("SOCKUDO_DEFAULT_APP_MAX_CONNECTIONS", "10000000".into()),
+                ("SOCKUDO_MAX_CONNECTIONS", "0".into()),
+                ("RATE_LIMITER_ENABLED", "false".into()),
+                ("METRICS_ENABLED", "false".into()),
+                ("ADAPTER_DRIVER", "local".into()),
+                ("CACHE_DRIVER", "memory".into()),
+                ("QUEUE_DRIVER", "memory".into()),
+                ("APP_MANAGER_DRIVER", "memory".into()),
+                ("DEBUG", "false".into()),
+                ("SOCKUDO_LOG_PROD", "warn".into()),
+                ("RUST_LOG", "warn".into()),
+            ];
+            cmd.current_dir(cwd).envs(env);
+        }
+    }
+    let child = cmd
         .stdin(Stdio::null())
+        .stdout(Stdio::null())
         .kill_on_drop(true)
         .spawn()
         .with_context(|| format!("starting {}", bin.display()))?;
@@ -169,7 +202,7 @@ fn rand_unit() -> f64 {
 pub async fn run(bin: &Path, o: &StormOpts) -> Result<Value> {
     sys::raise_nofile();
     let port = free_port()?;
-    let mut server = start(bin, port).await?;
+    let mut server = start(bin, o.kind, port).await?;
     let t = Target {
         host: "127.0.0.1".into(),
         port,
@@ -219,7 +252,7 @@ pub async fn run(bin: &Path, o: &StormOpts) -> Result<Value> {
     }
     let _ = tokio::time::timeout(Duration::from_secs(15), server.wait()).await;
     let down_ms = since.elapsed().as_millis() as u64;
-    let mut server = start(bin, port).await?;
+    let mut server = start(bin, o.kind, port).await?;
     let up_ms = since.elapsed().as_millis() as u64;
     let pid = server.id();
     let cpu0 = pid.and_then(sys::proc_cpu_secs).unwrap_or(0.0);
@@ -244,6 +277,7 @@ pub async fn run(bin: &Path, o: &StormOpts) -> Result<Value> {
     let _ = server.wait().await;
     Ok(json!({
         "scenario": "reconnect-storm",
+        "server_kind": format!("{:?}", o.kind),
         "ok": resubscribed as usize == o.clients,
         "policy": format!("{:?}", o.policy),
         "clients": o.clients,

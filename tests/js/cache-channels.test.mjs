@@ -4,9 +4,6 @@
 // real redis-server (the last event lives in Redis).
 
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
-import os from 'node:os';
-import path from 'node:path';
 import { after, test } from 'node:test';
 
 import {
@@ -20,7 +17,7 @@ import {
   subscribed,
   waitUntil,
 } from './lib/harness.mjs';
-import { startNodes, startRedis } from './lib/redis.mjs';
+import { redisCluster } from './lib/redis.mjs';
 import { startReceiver } from './lib/webhooks.mjs';
 
 const receiver = await startReceiver();
@@ -96,15 +93,7 @@ test('cache channels on one node', async (t) => {
 
 test('cache channels across two nodes on Redis', async (t) => {
   receiver.clear();
-  const dir = await mkdtemp(path.join(os.tmpdir(), 'chorus-js-cache-'));
-  const redis = await startRedis(dir);
-  const nodes = [];
-  t.after(async () => {
-    for (const n of nodes) await n.stop();
-    await redis.stop();
-    await rm(dir, { recursive: true, force: true });
-  });
-  const settings = { redis_url: redis.url, redis_prefix: `jscache${process.pid}`, shutdown_timeout: 2 };
-  nodes.push(...(await startNodes(2, { apps: [defaultApp({ webhooks: hooks() })], settings })));
+  const settings = { redis_prefix: `jscache${process.pid}`, shutdown_timeout: 2 };
+  const { nodes } = await redisCluster(t, 2, { apps: [defaultApp({ webhooks: hooks() })], settings });
   await scenario(t, nodes);
 });

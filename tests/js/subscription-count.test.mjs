@@ -4,13 +4,10 @@
 // webhook carries the same figure; an app without the setting sends nothing.
 
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
-import os from 'node:os';
-import path from 'node:path';
 import { after, test } from 'node:test';
 
 import { Recorder, clientOf, defaultApp, delay, startServer, subscribed, waitUntil } from './lib/harness.mjs';
-import { startNodes, startRedis } from './lib/redis.mjs';
+import { redisCluster } from './lib/redis.mjs';
 import { startReceiver } from './lib/webhooks.mjs';
 
 const receiver = await startReceiver();
@@ -61,16 +58,8 @@ test('subscription counts on one node', async (t) => {
 
 test('subscription counts across two nodes on Redis', async (t) => {
   receiver.clear();
-  const dir = await mkdtemp(path.join(os.tmpdir(), 'chorus-js-counts-'));
-  const redis = await startRedis(dir);
-  const nodes = [];
-  t.after(async () => {
-    for (const n of nodes) await n.stop();
-    await redis.stop();
-    await rm(dir, { recursive: true, force: true });
-  });
-  const settings = { redis_url: redis.url, redis_prefix: `jscount${process.pid}`, shutdown_timeout: 2 };
-  nodes.push(...(await startNodes(2, { apps: apps(), settings })));
+  const settings = { redis_prefix: `jscount${process.pid}`, shutdown_timeout: 2 };
+  const { nodes } = await redisCluster(t, 2, { apps: apps(), settings });
   await scenario(t, nodes);
 });
 

@@ -4,9 +4,6 @@
 // nodes on a real redis-server, including users whose node died.
 
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
-import os from 'node:os';
-import path from 'node:path';
 import { test } from 'node:test';
 
 import {
@@ -18,7 +15,7 @@ import {
   signedIn,
   startServer,
 } from './lib/harness.mjs';
-import { startNodes, startRedis } from './lib/redis.mjs';
+import { redisCluster } from './lib/redis.mjs';
 
 function signedInClient(node, sdk, userData, clients) {
   const c = clientOf(node, { userAuthentication: { customHandler: sdkUserAuthenticator(sdk, userData) } });
@@ -82,15 +79,7 @@ test('watchlists on one node', async (t) => {
 });
 
 test('watchlists across two nodes on Redis, a dead node\'s users too', async (t) => {
-  const dir = await mkdtemp(path.join(os.tmpdir(), 'chorus-js-watch-'));
-  const redis = await startRedis(dir);
-  const nodes = [];
-  t.after(async () => {
-    for (const n of nodes) await n.stop();
-    await redis.stop();
-    await rm(dir, { recursive: true, force: true });
-  });
-  const settings = { redis_url: redis.url, redis_prefix: `jswatch${process.pid}`, node_timeout: 2, shutdown_timeout: 2 };
-  nodes.push(...(await startNodes(2, { settings })));
+  const settings = { redis_prefix: `jswatch${process.pid}`, node_timeout: 2, shutdown_timeout: 2 };
+  const { nodes } = await redisCluster(t, 2, { settings });
   await scenario(t, nodes, async () => nodes[1].signal('SIGKILL'));
 });

@@ -6,9 +6,6 @@
 // node killed with SIGKILL had.
 
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
-import os from 'node:os';
-import path from 'node:path';
 import { after, test } from 'node:test';
 
 import {
@@ -23,7 +20,7 @@ import {
   useChorus,
   waitUntil,
 } from './lib/harness.mjs';
-import { startNodes, startRedis } from './lib/redis.mjs';
+import { redisCluster } from './lib/redis.mjs';
 import { startReceiver } from './lib/webhooks.mjs';
 
 const ALL = ['channel_occupied', 'channel_vacated', 'member_added', 'member_removed', 'client_event'];
@@ -133,26 +130,15 @@ ctx.test('a signature made with another secret does not validate', async () => {
 });
 
 test('two nodes on Redis: each transition once for the cluster, a dead node\'s too', async (t) => {
-  const dir = await mkdtemp(path.join(os.tmpdir(), 'chorus-js-webhooks-'));
-  const redis = await startRedis(dir);
   const rx = await startReceiver();
-  const settings = {
-    redis_url: redis.url,
-    redis_prefix: `jshooks${process.pid}`,
-    node_timeout: 2,
-    shutdown_timeout: 2,
-  };
-  const apps = [defaultApp({ webhooks: [{ url: rx.url, event_types: ALL }] })];
-  const nodes = [];
   const clients = [];
   t.after(async () => {
     for (const c of clients) c.disconnect();
-    for (const n of nodes) await n.stop();
     await rx.close();
-    await redis.stop();
-    await rm(dir, { recursive: true, force: true });
   });
-  nodes.push(...(await startNodes(2, { apps, settings })));
+  const settings = { redis_prefix: `jshooks${process.pid}`, node_timeout: 2, shutdown_timeout: 2 };
+  const apps = [defaultApp({ webhooks: [{ url: rx.url, event_types: ALL }] })];
+  const { nodes } = await redisCluster(t, 2, { apps, settings });
   const [a, b] = nodes;
   const sdk = serverSdk(a);
   const on = (node, member) => {

@@ -177,12 +177,7 @@ impl App {
     /// One more (`up`) or one fewer subscriber of `channel` on this node: the single-node
     /// adapter's `channel_occupied` / `channel_vacated`.
     pub fn occupancy_local(&self, channel: &str, up: bool) {
-        let edge = if up {
-            self.occupancy.up(channel)
-        } else {
-            self.occupancy.down(channel)
-        };
-        let kind = match edge {
+        let kind = match self.occupancy.change(channel, up) {
             Some(Edge::Up) => WebhookKind::ChannelOccupied,
             Some(Edge::Down) => WebhookKind::ChannelVacated,
             None => return,
@@ -193,13 +188,7 @@ impl App {
     /// A presence user's first connection on `channel` joined (`up`) or its last left: the
     /// single-node adapter's `member_added` / `member_removed`.
     pub fn membership_local(&self, channel: &str, user_id: &str, up: bool) {
-        let key = format!("{channel}\n{user_id}");
-        let edge = if up {
-            self.members.up(&key)
-        } else {
-            self.members.down(&key)
-        };
-        let kind = match edge {
+        let kind = match self.members.change(&format!("{channel}\n{user_id}"), up) {
             Some(Edge::Up) => WebhookKind::MemberAdded,
             Some(Edge::Down) => WebhookKind::MemberRemoved,
             None => return,

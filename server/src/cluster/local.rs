@@ -15,7 +15,7 @@ use crate::hub::history::Recover;
 use crate::hub::outbound::ConnHandle;
 use crate::hub::outbound::Cork;
 use crate::hub::presence::PresenceMember;
-use crate::wire;
+use crate::hub::users::Users;
 
 #[derive(Debug, Default)]
 pub struct LocalAdapter;
@@ -68,16 +68,8 @@ impl Adapter for LocalAdapter {
         conn: &ConnHandle,
         watchlist: &[String],
     ) -> BoxFuture<'static, ()> {
-        let first = app.users.add(user_id, conn);
-        app.users.watch(conn, watchlist);
-        let online: Vec<&str> = watchlist
-            .iter()
-            .filter(|id| app.users.is_online_here(id))
-            .map(String::as_str)
-            .collect();
-        if !online.is_empty() {
-            conn.send(&wire::watchlist_event("online", &online));
-        }
+        let first = app.users.sign_in(user_id, conn, watchlist);
+        Users::tell_online(conn, &app.users.online_here(watchlist));
         if first {
             app.users.announce(user_id, true);
         }
@@ -91,8 +83,7 @@ impl Adapter for LocalAdapter {
         conn: &ConnHandle,
         watchlist: &[String],
     ) -> BoxFuture<'static, ()> {
-        app.users.unwatch(conn, watchlist);
-        if app.users.remove(user_id, conn) {
+        if app.users.sign_out(user_id, conn, watchlist) {
             app.users.announce(user_id, false);
         }
         Box::pin(ready(()))

@@ -15,7 +15,7 @@ pub struct Users {
 
 impl Users {
     /// Returns whether it is the user's first connection on this node.
-    pub fn add(&self, user_id: &str, conn: &ConnHandle) -> bool {
+    fn add(&self, user_id: &str, conn: &ConnHandle) -> bool {
         let mut conns = self.map.entry(user_id.to_owned()).or_default();
         if !conns.iter().any(|c| c.same(conn)) {
             conns.push(conn.clone());
@@ -24,7 +24,7 @@ impl Users {
     }
 
     /// Returns whether it was the user's last connection on this node.
-    pub fn remove(&self, user_id: &str, conn: &ConnHandle) -> bool {
+    fn remove(&self, user_id: &str, conn: &ConnHandle) -> bool {
         if let Some(mut conns) = self.map.get_mut(user_id) {
             conns.retain(|c| !c.same(conn));
         }
@@ -33,9 +33,33 @@ impl Users {
             .is_some()
     }
 
-    /// Whether `user_id` has a signed-in connection on this node.
-    pub fn is_online_here(&self, user_id: &str) -> bool {
-        self.map.contains_key(user_id)
+    /// `conn` signed in as `user_id`, watching `watchlist`; returns whether it is the user's
+    /// first connection on this node.
+    pub fn sign_in(&self, user_id: &str, conn: &ConnHandle, watchlist: &[String]) -> bool {
+        self.watch(conn, watchlist);
+        self.add(user_id, conn)
+    }
+
+    /// The signed-in `conn` is gone; returns whether it was the user's last on this node.
+    pub fn sign_out(&self, user_id: &str, conn: &ConnHandle, watchlist: &[String]) -> bool {
+        self.unwatch(conn, watchlist);
+        self.remove(user_id, conn)
+    }
+
+    /// The ids of `user_ids` with a signed-in connection on this node.
+    pub fn online_here<'a>(&self, user_ids: &'a [String]) -> Vec<&'a str> {
+        user_ids
+            .iter()
+            .filter(|id| self.map.contains_key(id.as_str()))
+            .map(String::as_str)
+            .collect()
+    }
+
+    /// Tells `conn` which watched users are online (nothing when none is).
+    pub fn tell_online(conn: &ConnHandle, online: &[&str]) {
+        if !online.is_empty() {
+            conn.send(&wire::watchlist_event("online", online));
+        }
     }
 
     /// Signed-in connections per user on this node (to rewrite a cluster's state).
@@ -47,7 +71,7 @@ impl Users {
     }
 
     /// `conn` watches `user_ids` until [`Self::unwatch`].
-    pub fn watch(&self, conn: &ConnHandle, user_ids: &[String]) {
+    fn watch(&self, conn: &ConnHandle, user_ids: &[String]) {
         for id in user_ids {
             let mut conns = self.watchers.entry(id.clone()).or_default();
             if !conns.iter().any(|c| c.same(conn)) {
@@ -56,7 +80,7 @@ impl Users {
         }
     }
 
-    pub fn unwatch(&self, conn: &ConnHandle, user_ids: &[String]) {
+    fn unwatch(&self, conn: &ConnHandle, user_ids: &[String]) {
         for id in user_ids {
             if let Some(mut conns) = self.watchers.get_mut(id) {
                 conns.retain(|c| !c.same(conn));

@@ -21,6 +21,15 @@ pub struct Edges {
 }
 
 impl Edges {
+    /// One more (`up`) or one fewer under `key`.
+    pub fn change(&self, key: &str, up: bool) -> Option<Edge> {
+        if up {
+            self.up(key)
+        } else {
+            self.down(key)
+        }
+    }
+
     /// One more under `key`.
     pub fn up(&self, key: &str) -> Option<Edge> {
         let mut n = self.counts.entry(key.into()).or_insert(0);

@@ -144,3 +144,23 @@ export async function startNodes(count, { apps, settings, env } = {}) {
   }
   return nodes;
 }
+
+/**
+ * A redis-server and `count` chorus nodes on it for one test `t` (all stopped, and the folder
+ * removed, when it ends). `settings` are chorus's besides `redis_url`.
+ */
+export async function redisCluster(t, count, { apps, settings } = {}) {
+  const { mkdtemp, rm } = await import('node:fs/promises');
+  const os = await import('node:os');
+  const path = await import('node:path');
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'chorus-js-redis-'));
+  const redis = await startRedis(dir);
+  const nodes = [];
+  t.after(async () => {
+    for (const n of nodes) await n.stop();
+    await redis.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+  nodes.push(...(await startNodes(count, { apps, settings: { redis_url: redis.url, ...settings } })));
+  return { redis, nodes };
+}

@@ -9,10 +9,10 @@ use futures_util::future::BoxFuture;
 use tokio::sync::{oneshot, watch};
 
 use super::health::LinkHealth;
-use super::link::{self, Link, RedisSetupError};
+use super::link::{self, Link, RedisSetupError, OP_TIMEOUT};
 use super::membership;
 use super::routes::Routes;
-use super::scripts::{Join, ReadHistory, Scripts, OP_TIMEOUT};
+use super::scripts::{Join, ReadHistory, Scripts};
 use super::writer::{Op, Writer};
 use crate::app::{App, Apps, HistoryPage, Publish};
 use crate::cluster::adapter::{Adapter, Health, NodeStats};
@@ -23,6 +23,7 @@ use crate::hub::counts::COALESCE;
 use crate::hub::history::{recovery_outcome, recovery_unavailable, Recover};
 use crate::hub::outbound::ConnHandle;
 use crate::hub::presence::PresenceMember;
+use crate::hub::users::Users;
 use crate::webhooks::Event;
 use crate::wire::{self, OpenFrame};
 
@@ -405,8 +406,7 @@ impl Adapter for RedisAdapter {
         conn: &ConnHandle,
         watchlist: &[String],
     ) -> BoxFuture<'static, ()> {
-        let first = app.users.add(user_id, conn);
-        app.users.watch(conn, watchlist);
+        let first = app.users.sign_in(user_id, conn, watchlist);
         let inner = Arc::clone(&self.inner);
         let app = Arc::clone(app);
         let (user_id, conn, watchlist) = (user_id.to_owned(), conn.clone(), watchlist.to_vec());
@@ -418,17 +418,13 @@ impl Adapter for RedisAdapter {
             if watchlist.is_empty() {
                 return;
             }
-            let online = match inner.scripts.users_online(&id, &watchlist).await {
-                Ok(online) => online,
+            match inner.scripts.users_online(&id, &watchlist).await {
+                Ok(online) => {
+                    let online: Vec<&str> = online.iter().map(String::as_str).collect();
+                    Users::tell_online(&conn, &online);
+                }
                 // Degraded: this node's view is the best there is.
-                Err(_) => watchlist
-                    .into_iter()
-                    .filter(|w| app.users.is_online_here(w))
-                    .collect(),
-            };
-            if !online.is_empty() {
-                let online: Vec<&str> = online.iter().map(String::as_str).collect();
-                conn.send(&wire::watchlist_event("online", &online));
+                Err(_) => Users::tell_online(&conn, &app.users.online_here(&watchlist)),
             }
         })
     }
@@ -440,8 +436,7 @@ impl Adapter for RedisAdapter {
         conn: &ConnHandle,
         watchlist: &[String],
     ) -> BoxFuture<'static, ()> {
-        app.users.unwatch(conn, watchlist);
-        let last = app.users.remove(user_id, conn);
+        let last = app.users.sign_out(user_id, conn, watchlist);
         let inner = Arc::clone(&self.inner);
         let app = Arc::clone(app);
         let user_id = user_id.to_owned();

@@ -15,7 +15,9 @@ use redis::{ConnectionAddr, IntoConnectionInfo, TlsMode};
 use tokio::sync::{watch, Mutex};
 
 use super::health::LinkHealth;
-use super::scripts::OP_TIMEOUT;
+
+/// How long one Redis operation may take before the node treats Redis as unavailable.
+pub const OP_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How often the Sentinels are asked which server is the primary.
 const SENTINEL_POLL: Duration = Duration::from_millis(500);

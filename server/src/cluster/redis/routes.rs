@@ -14,12 +14,17 @@ use std::sync::Arc;
 use redis::aio::PubSubSink;
 use tokio::sync::{mpsc, oneshot, Notify};
 
-use super::scripts::OP_TIMEOUT;
+use super::link::OP_TIMEOUT;
 
 /// Route changes waiting for the task; beyond this, callers wait their turn.
 const QUEUE: usize = 16_384;
 /// Changes applied in one go.
 const BATCH: usize = 512;
+
+/// The pub/sub channel every node listens to (messages about users).
+pub fn bus(prefix: &str) -> String {
+    format!("{prefix}:bus")
+}
 
 /// The pub/sub channel carrying `channel`'s events (the Lua scripts build the same name).
 pub fn route(prefix: &str, app: &str, channel: &str) -> String {

@@ -10,7 +10,7 @@ use axum::extract::ws::Utf8Bytes;
 use chorus_protocol::frame::{RecoverFrom, StreamPosition};
 use redis::aio::ConnectionManager;
 
-use super::link::Commands;
+use super::link::{Commands, OP_TIMEOUT};
 use redis::{Pipeline, Script};
 
 use super::health::LinkHealth;
@@ -20,9 +20,6 @@ use crate::hub::channels::ChannelInfo;
 use crate::hub::history::{new_epoch, HistoryPolicy, RecoveryFailure};
 use crate::hub::presence::PresenceMember;
 use crate::wire::{self, OpenFrame};
-
-/// How long one Redis operation may take before the node treats Redis as unavailable.
-pub const OP_TIMEOUT: Duration = Duration::from_secs(2);
 
 const PRELUDE: &str = include_str!("lua/prelude.lua");
 
@@ -172,7 +169,7 @@ impl Scripts {
 
     /// The pub/sub channel every node listens on (messages about users).
     pub fn bus(&self) -> String {
-        format!("{}:bus", self.prefix)
+        super::routes::bus(&self.prefix)
     }
 
     /// The pub/sub channel of `channel`'s events, which only nodes serving it listen on.

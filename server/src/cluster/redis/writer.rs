@@ -133,7 +133,7 @@ impl Writer {
         let body = Body::Watch { user_id, online };
         let msg = bus::envelope(&self.node, &app.config().id, body);
         let _ = self.enqueue(Op::Publish {
-            to: self.bus(),
+            to: super::routes::bus(&self.prefix),
             msg,
         });
     }
@@ -143,13 +143,9 @@ impl Writer {
         let body = Body::Terminate { user_id };
         let msg = bus::envelope(&self.node, &app.config().id, body);
         let _ = self.enqueue(Op::Publish {
-            to: self.bus(),
+            to: super::routes::bus(&self.prefix),
             msg,
         });
-    }
-
-    fn bus(&self) -> String {
-        format!("{}:bus", self.prefix)
     }
 
     fn downgrade(&self) -> WeakWriter {

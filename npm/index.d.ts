@@ -69,7 +69,9 @@ export type ChorusError =
   /** The WebSocket URL was invalid. */
   | { type: 'WebSocketError'; data: unknown }
   /** The wasm could not be loaded. */
-  | { type: 'WasmError'; error: unknown };
+  | { type: 'WasmError'; error: unknown }
+  /** An event of an encrypted channel could not be decrypted, even with a fresh key: dropped. */
+  | { type: 'DecryptionError'; data: { channel: string; event: string } };
 
 export interface ConnectionEvents {
   state_change: StateChange;
@@ -104,6 +106,14 @@ export interface UserEvents {
   unbind(event?: string, cb?: (data: any) => void): this;
 }
 
+/** `online` / `offline` of the signed-in user's watchlist (`watchlist` in the user data). */
+export interface Watchlist {
+  on(event: 'online' | 'offline', cb: (e: { name: 'online' | 'offline'; user_ids: string[] }) => void): this;
+  off(event?: 'online' | 'offline', cb?: (e: { name: string; user_ids: string[] }) => void): this;
+  bind(event: 'online' | 'offline', cb: (e: { name: 'online' | 'offline'; user_ids: string[] }) => void): this;
+  unbind(event?: 'online' | 'offline', cb?: (e: { name: string; user_ids: string[] }) => void): this;
+}
+
 /** Metadata of client events on presence channels. */
 export interface EventMeta {
   user_id?: string;
@@ -120,12 +130,24 @@ export interface ChorusOptions {
   wssPort?: number;
   /** Use wss://; default: whether the page is served over https. */
   forceTLS?: boolean;
+  /** Path prefix before `/app/{key}` (pusher-js's `wsPath`), e.g. behind a proxy. */
+  wsPath?: string;
   /** Channel authorization endpoint; default `/broadcasting/auth`. */
   authEndpoint?: string;
-  auth?: { headers?: Record<string, string> };
+  /** Headers (an object read at each request, so it may be changed, or a function) and form
+   * params for `authEndpoint`. */
+  auth?: { headers?: Record<string, string> | (() => Record<string, string>); params?: Record<string, string> };
+  /** pusher-js 8's form of the same (wins over `authEndpoint` / `auth`). */
+  channelAuthorization?: AuthOptions;
   /** User authentication for `signin()`; endpoint default `/broadcasting/user-auth`. */
-  userAuthentication?: { endpoint?: string; headers?: Record<string, string> };
-  /** Sent as `X-CSRF-TOKEN` to the auth endpoints. */
+  userAuthentication?: AuthOptions;
+  /** Laravel Echo's / pusher-js's legacy custom authorizer. */
+  authorizer?: (
+    channel: { name: string },
+    options: ChorusOptions,
+  ) => { authorize: (socketId: string, callback: (error: (Error & { status?: number }) | null, data: AuthData | null) => void) => void };
+  /** Sent as `X-CSRF-TOKEN` to the auth endpoints; default `window.Laravel.csrfToken`, else the
+   * page's `<meta name="csrf-token">` (read at each request). */
   csrfToken?: string;
   /** Sent as `Authorization: Bearer ...` to the auth endpoints. */
   bearerToken?: string;
@@ -169,6 +191,14 @@ export class Channel {
   error(cb: (error: SubscriptionError) => void): this;
   /** Laravel notifications (`BroadcastNotificationCreated`). */
   notification<T = any>(cb: (notification: T) => void): this;
+  stopListeningForNotification(cb?: (notification: any) => void): this;
+  /** Subscribers of the channel, cluster-wide, when the app has `enable_subscription_count`
+   * (`pusher:subscription_count` events update it). */
+  readonly subscriptionCount: number | undefined;
+  /** Subscribers of the channel changed (apps with `enable_subscription_count`). */
+  on(event: 'pusher:subscription_count', cb: (data: { subscription_count: number }) => void): this;
+  /** A cache channel had no cached event to send on subscription. */
+  on(event: 'pusher:cache_miss', cb: () => void): this;
   /** Raw events, names unformatted (`pusher:subscription_succeeded`, `chorus:recovered`,
    * `chorus:recovery_failed`, `App\\Events\\X`, ...). */
   on<T = any>(event: string, cb: (data: T, meta?: EventMeta) => void): this;
@@ -178,8 +208,11 @@ export class Channel {
 }
 
 export class PrivateChannel extends Channel {
-  /** Sends `client-{event}` to the other subscribers; false when not subscribed (yet). */
-  whisper(event: string, data: unknown): boolean;
+  /** Sends `client-{event}` to the other subscribers (not sent while not subscribed); chains. */
+  whisper(event: string, data: unknown): this;
+  /** pusher-js's `trigger`: a client event by its full name (`client-...`); false when not sent
+   * (not subscribed yet). */
+  trigger(event: string, data: unknown): boolean;
   listenForWhisper<T = any>(event: string, cb: (data: T, meta?: EventMeta) => void): this;
   stopListeningForWhisper(event: string, cb?: (data: any, meta?: EventMeta) => void): this;
 }
@@ -196,6 +229,39 @@ export class PresenceChannel<I = any> extends PrivateChannel {
   leaving(cb: (member: I) => void): this;
   /** Current members. */
   members(): Member<I>[];
+  /** This connection's own member, once subscribed. */
+  readonly me: Member<I> | undefined;
+}
+
+/** `private-encrypted-*`: events are decrypted with the `shared_secret` the auth endpoint returns
+ * (the `pusher` server SDKs' `encryptionMasterKeyBase64`). Undecryptable events are dropped and
+ * reported as `{ type: 'DecryptionError' }` on `connection`. */
+export class EncryptedChannel extends PrivateChannel {}
+
+/** What a channel authorization (or user authentication) answers. */
+export interface AuthData {
+  auth: string;
+  channel_data?: string;
+  shared_secret?: string;
+  user_data?: string;
+}
+
+/** pusher-js's `customHandler`: authorize however the app likes, then call `callback`. */
+export type AuthHandler = (
+  params: { socketId: string; channelName: string | null },
+  callback: (error: (Error & { status?: number }) | null, data: AuthData | null) => void,
+) => void;
+
+/** How channels are authorized (pusher-js 8's `channelAuthorization`; also `userAuthentication`). */
+export interface AuthOptions {
+  endpoint?: string;
+  headers?: Record<string, string> | (() => Record<string, string>);
+  /** Called at every request: headers that change (a refreshed token). */
+  headersProvider?: () => Record<string, string>;
+  /** More form fields for the request. */
+  params?: Record<string, string>;
+  paramsProvider?: () => Record<string, string>;
+  customHandler?: AuthHandler;
 }
 
 export class Chorus {
@@ -203,12 +269,15 @@ export class Chorus {
   constructor(options: ChorusOptions);
   readonly options: ChorusOptions;
   readonly connection: Connection;
-  /** Events the backend sends to the signed-in user. */
-  readonly user: UserEvents;
+  /** Events the backend sends to the signed-in user; `user.watchlist` says when the users of the
+   * signed-in user's watchlist come online / go offline. */
+  readonly user: UserEvents & { readonly watchlist: Watchlist };
   /** A public channel. */
   channel(name: string): Channel;
   /** The private channel `private-{name}`. */
   private(name: string): PrivateChannel;
+  /** The end-to-end encrypted channel `private-encrypted-{name}` (its crypto loads on first use). */
+  encryptedPrivate(name: string): EncryptedChannel;
   /** The presence channel `presence-{name}`. */
   join<I = any>(name: string): PresenceChannel<I>;
   /** Leaves `name`, `private-name`, `private-encrypted-name` and `presence-name`. */

@@ -2,8 +2,11 @@
 # Builds the browser SDK: sdk-wasm/ (Rust) -> wasm-pack (release, profile wasm-release) -> wasm-opt -Oz
 # -> short import/export names (wasm-opt + sdk-wasm/minify-glue.mjs) -> esbuild -> npm/dist/, then
 # prints what a page downloads (raw and gzip bytes; tests/sdk compares it with pusher-js + Echo).
-# Needs scripts/install-wasm-toolchain.sh to have run.
+# Needs scripts/install-wasm-toolchain.sh to have run. `--js`: only the JS steps, reusing the wasm
+# and its glue of the last full build (sdk-wasm/pkg): for work on npm/src.
 set -euo pipefail
+JS_ONLY=0
+[ "${1:-}" = "--js" ] && JS_ONLY=1
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export PATH="$ROOT/sdk-wasm/.tools/node_modules/.bin:$HOME/.cargo/bin:$PATH"
@@ -15,6 +18,7 @@ if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknow
   export RUSTUP_TOOLCHAIN=debian-wasm
 fi
 
+if [ "$JS_ONLY" = 0 ]; then
 command -v wasm-opt >/dev/null || { echo "wasm-opt missing: run scripts/install-wasm-toolchain.sh" >&2; exit 1; }
 
 # --no-opt: wasm-opt runs below with the npm binaryen (wasm-pack would try to download one).
@@ -34,12 +38,25 @@ wasm-opt -Oz --converge --zero-filled-memory --strip-debug --strip-producers --s
 # applies it to the glue (and fails the build on anything it does not recognize).
 wasm-opt --minify-imports-and-exports-and-modules "${FEATURES[@]}" \
   npm/dist/chorus_sdk_bg.wasm -o npm/dist/chorus_sdk_bg.wasm >sdk-wasm/pkg/names.json
+cp npm/dist/chorus_sdk_bg.wasm sdk-wasm/pkg/chorus_sdk_bg.min.wasm
+else
+  mkdir -p npm/dist
+  rm -f npm/dist/*.js
+  cp sdk-wasm/pkg/chorus_sdk_bg.min.wasm npm/dist/chorus_sdk_bg.wasm
+fi
 cp sdk-wasm/pkg/chorus_sdk.js npm/dist/chorus_sdk.js
 node sdk-wasm/minify-glue.mjs sdk-wasm/pkg/names.json npm/dist/chorus_sdk_bg.wasm npm/dist/chorus_sdk.js
-# One minified ESM file: the wrapper (npm/src/index.js) with the wasm-bindgen glue. The wasm is found
-# next to it through `new URL('chorus_sdk_bg.wasm', import.meta.url)`.
-esbuild npm/src/index.js --bundle --format=esm --minify --target=es2020 --log-level=warning \
-  --legal-comments=none --outfile=npm/dist/chorus.js
+# The JS: npm/src/ -> npm/dist/, minified ESM. The wrapper (npm/src/index.js) with the
+# wasm-bindgen glue is dist/chorus.js; the wasm is found next to it through
+# `new URL('chorus_sdk_bg.wasm', import.meta.url)`. Encrypted channels' crypto (npm/src/crypto.js,
+# @noble/ciphers) is its own file, which chorus.js imports dynamically on first use (kept external
+# so that chorus.js imports nothing else). The subpath entries (echo, vue, react) import the package
+# by name, so an app gets one engine whichever entries it uses.
+[ -d npm/node_modules/@noble/ciphers ] || (cd npm && npm ci --no-audit --no-fund --loglevel=error)
+COMMON=(--bundle --format=esm --minify --target=es2020 --log-level=warning --legal-comments=none --outdir=npm/dist)
+esbuild chorus=npm/src/index.js --external:./crypto.js "${COMMON[@]}"
+esbuild crypto=npm/src/crypto.js echo=npm/src/echo.js vue=npm/src/vue.js react=npm/src/react.js "${COMMON[@]}" \
+  --external:chorus-sdk --external:'chorus-sdk/*' --external:vue --external:react
 rm npm/dist/chorus_sdk.js
 
 size() { wc -c <"$1" | tr -d ' '; }
@@ -56,3 +73,7 @@ for f in npm/dist/chorus_sdk_bg.wasm npm/dist/chorus.js; do
   printf '  %-28s %8d %8d\n' "${f#npm/}" "$r" "$g"
 done
 printf '  %-28s %8d %8d\n' total "$total_raw" "$total_gz"
+echo "loaded only by apps that use them (bytes; gzip -9):"
+for f in npm/dist/crypto.js npm/dist/echo.js npm/dist/vue.js npm/dist/react.js; do
+  printf '  %-28s %8d %8d\n' "${f#npm/}" "$(size "$f")" "$(gz "$f")"
+done

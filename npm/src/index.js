@@ -9,6 +9,10 @@ import wasmInit, { initSync, Client } from '../dist/chorus_sdk.js';
 
 const VERSION = '0.1.0';
 const NOTIFICATION = '.Illuminate\\Notifications\\Events\\BroadcastNotificationCreated';
+const ENCRYPTED = 'private-encrypted-';
+// NaCl secretbox for `private-encrypted-*` channels: a separate chunk, fetched on first use only.
+let crypto;
+const loadCrypto = () => (crypto ??= import('./crypto.js'));
 
 let ready; // Promise of the wasm instance
 let loaded = false;
@@ -138,7 +142,14 @@ export class Channel extends Emitter {
   notification(cb) {
     return this.listen(NOTIFICATION, cb);
   }
+  stopListeningForNotification(cb) {
+    return this.stopListening(NOTIFICATION, cb);
+  }
   _dispatch(event, data, meta, frame) {
+    if (event === 'pusher_internal:subscription_count') {
+      event = 'pusher:subscription_count';
+      this.subscriptionCount = data?.subscription_count;
+    }
     // Chorus history: `position` is the newest `{ epoch, offset }` seen, sent back as `recover`
     // when the engine resubscribes after a reconnect.
     const p = frame?.position;
@@ -158,7 +169,7 @@ export class Channel extends Emitter {
       if (h?.epoch === p.epoch && p.offset <= h.offset) return;
       this.position = p;
     }
-    this._fire(event, data, meta);
+    // listenToAll's callbacks first, as pusher-js calls its global ones.
     if (this._all.size && !event.startsWith('pusher:')) {
       const ns = (this.chorus._ns || '').replace(/\./g, '\\');
       const name = ns && event.startsWith(ns) ? event.slice(ns.length + 1) : '.' + event;
@@ -172,14 +183,20 @@ export class Channel extends Emitter {
         }
       }
     }
+    this._fire(event, data, meta);
   }
 }
 
 /** A private channel (`chorus.private(name)` subscribes to `private-name`). */
 export class PrivateChannel extends Channel {
-  /** Sends `client-event` to the other subscribers; false when not subscribed (yet). */
+  /** Sends `client-{event}` to the other subscribers (dropped while not subscribed); chains. */
   whisper(event, data) {
-    return !!this.chorus._client?.trigger(this.name, 'client-' + event, data);
+    this.trigger('client-' + event, data);
+    return this;
+  }
+  /** pusher-js's `trigger`: sends a client event by its full name; false when not subscribed. */
+  trigger(event, data) {
+    return !!this.chorus._client?.trigger(this.name, event, data);
   }
   listenForWhisper(event, cb) {
     return this.listen('.client-' + event, cb);
@@ -195,6 +212,14 @@ export class PresenceChannel extends PrivateChannel {
   here(cb) {
     return this.on('pusher:subscription_succeeded', (members) => cb(members.map(info)));
   }
+  /** This connection's own member `{ id, info }` once subscribed. */
+  get me() {
+    return this.members().find((m) => m.id === this._me);
+  }
+  _dispatch(event, data, meta, frame) {
+    if (event === 'pusher:subscription_succeeded') this._me = meta;
+    super._dispatch(event, data, meta, frame);
+  }
   joining(cb) {
     return this.on('pusher:member_added', (m) => cb(info(m)));
   }
@@ -209,12 +234,57 @@ export class PresenceChannel extends PrivateChannel {
 
 const info = (m) => m.info ?? { id: m.id };
 
+/** An end-to-end encrypted channel (`chorus.encryptedPrivate(name)` subscribes to
+ * `private-encrypted-name`): events are decrypted as pusher-js does (NaCl secretbox with the
+ * `shared_secret` of the auth answer, authorized once more when a key no longer opens them). */
+export class EncryptedChannel extends PrivateChannel {
+  constructor(chorus, name) {
+    super(chorus, name);
+    this._in = []; // events waiting for the crypto chunk or a key, in arrival order
+    loadCrypto().then((c) => {
+      this._open = c.open;
+      this._drain();
+    });
+  }
+  _dispatch(event, data, meta, frame) {
+    if (/^(pusher|chorus)[:_]/.test(event)) return super._dispatch(event, data, meta, frame);
+    this._in.push([event, data, meta, frame]);
+    this._drain();
+  }
+  _drain() {
+    while (this._open && this._key && !this._renew && this._in.length) {
+      const [event, data, meta, frame] = this._in[0];
+      let plain;
+      try {
+        plain = this._open(this._key, data);
+      } catch {
+        // Not opened by the key: maybe it changed, so ask for the current one once per key.
+        if (this._retried !== this._key) {
+          this._retried = this._key;
+          this._renew = this.chorus._authorize(this.name).then((a) => {
+            this._renew = null;
+            if (a?.shared_secret) this._key = a.shared_secret;
+            this._drain();
+          });
+          return;
+        }
+        this._in.shift();
+        this.chorus._error('DecryptionError', { channel: this.name, event });
+        continue;
+      }
+      this._in.shift();
+      super._dispatch(event, plain, meta, frame);
+    }
+  }
+}
+
 /** The client: `new Chorus({ key, wsHost, wsPort, ... })` connects by itself. */
 export class Chorus {
   constructor(options) {
     const o = (this.options = { ...options });
     this.connection = new Connection();
     this.user = new Emitter(); // events sent to the signed-in user (`sendToUser`)
+    this.user.watchlist = new Emitter(); // `online` / `offline` of the user's watchlist: `{ user_ids }`
     this._ns = o.namespace === undefined ? 'App.Events' : o.namespace;
     this._channels = new Map();
     this._queue = [];
@@ -224,19 +294,14 @@ export class Chorus {
     const host = o.wsHost ?? loc?.hostname ?? '127.0.0.1';
     // The wss:// URL also serves when a server closes with 4000 ("SSL only"): the engine switches to it.
     const url = (scheme, port) =>
-      scheme + host + ':' + port + '/app/' + encodeURIComponent(o.key) + '?protocol=7&client=chorus-js&version=' + VERSION + '&flash=false';
+      scheme + host + ':' + port + (o.wsPath ?? '') + '/app/' + encodeURIComponent(o.key) + '?protocol=7&client=chorus-js&version=' + VERSION + '&flash=false';
     const tlsUrl = url('wss://', o.wssPort ?? o.wsPort ?? 443);
-    const headers = {
-      ...(o.csrfToken && { 'X-CSRF-TOKEN': o.csrfToken }),
-      ...(o.bearerToken && { Authorization: 'Bearer ' + o.bearerToken }),
-    };
     this._opts = {
       url: tls ? tlsUrl : url('ws://', o.wsPort ?? 80),
       tlsUrl,
-      authEndpoint: o.authEndpoint ?? '/broadcasting/auth',
-      authHeaders: { ...headers, ...o.auth?.headers },
+      // The headers are read at each request (`_authorize`), so that they can change.
+      authEndpoint: o.channelAuthorization?.endpoint ?? o.authEndpoint ?? '/broadcasting/auth',
       userEndpoint: o.userAuthentication?.endpoint ?? '/broadcasting/user-auth',
-      userHeaders: { ...headers, ...o.userAuthentication?.headers },
       activityTimeout: o.activityTimeout,
       pongTimeout: o.pongTimeout,
       connectTimeout: o.connectTimeout,
@@ -253,8 +318,17 @@ export class Chorus {
           const c = this._channels.get(ch);
           return c?.position && { ...c.position, socket_id: c._sid };
         },
-        post: (url, headers, body, tag) =>
-          this._post(url, headers, body).then((answer) => this._client.answer(tag, answer)),
+        post: (url, headers, body, tag) => {
+          const form = new URLSearchParams(body);
+          const name = form.get('channel_name');
+          this._authorize(name, form.get('socket_id')).then((a) => {
+            const ch = this._channels.get(name);
+            // An encrypted channel needs its key: without one it is not subscribed.
+            if (ch instanceof EncryptedChannel) a = a?.shared_secret ? ((ch._key = a.shared_secret), a) : a?.auth ? 200 : a;
+            this._client.answer(tag, a);
+            ch?._drain?.();
+          });
+        },
       });
       for (const f of this._queue.splice(0)) f(this._client);
     };
@@ -275,17 +349,44 @@ export class Chorus {
     else this._queue.push(f);
   }
 
-  /** POSTs to an auth endpoint like pusher-js; resolves to the JSON answer or the HTTP status. */
-  _post(url, headers, body) {
-    const f = this.options.fetch ?? globalThis.fetch;
-    return f(url, {
+  /** Authorizes `channel` (`null`: signs the user in) for this socket: the app's handler
+   * (`channelAuthorization.customHandler`, `authorizer`, `userAuthentication.customHandler`) or a
+   * POST like pusher-js's. Resolves to the JSON answer or (failed) a number, the HTTP status. */
+  _authorize(channel, socketId = this.socketId()) {
+    const o = this.options;
+    const user = channel === null;
+    const a = user ? o.userAuthentication ?? {} : { ...o.auth, ...o.channelAuthorization };
+    const params = { socket_id: socketId, ...(user ? {} : { channel_name: channel }), ...a.params, ...a.paramsProvider?.() };
+    const handler =
+      a.customHandler ??
+      (!user && o.authorizer && ((p, cb) => o.authorizer({ name: channel }, o).authorize(p.socketId, cb)));
+    if (handler)
+      return new Promise((resolve) =>
+        handler({ socketId, channelName: channel }, (err, data) => resolve(err ? err.status ?? 0 : data)),
+      ).catch(() => 0);
+    const meta = globalThis.document?.querySelector?.('meta[name="csrf-token"]');
+    const csrf = o.csrfToken ?? globalThis.Laravel?.csrfToken ?? meta?.content;
+    const h = a.headers;
+    const f = o.fetch ?? globalThis.fetch;
+    return f(user ? this._opts.userEndpoint : this._opts.authEndpoint, {
       method: 'POST',
-      headers: { 'Content-Type': 'application/x-www-form-urlencoded', Accept: 'application/json', ...headers },
-      body,
+      headers: {
+        'Content-Type': 'application/x-www-form-urlencoded',
+        Accept: 'application/json',
+        ...(csrf && { 'X-CSRF-TOKEN': csrf }),
+        ...(o.bearerToken && { Authorization: 'Bearer ' + o.bearerToken }),
+        ...(typeof h === 'function' ? h() : h),
+        ...a.headersProvider?.(),
+      },
+      body: new URLSearchParams(params).toString(),
       credentials: 'same-origin',
     })
       .then((r) => (r.ok ? r.json() : r.status))
       .catch(() => 0);
+  }
+
+  _error(type, data) {
+    this.connection._fire('error', { type, data });
   }
 
   _emit(channel, event, data, extra, frame) {
@@ -298,7 +399,8 @@ export class Chorus {
         conn._fire(extra);
       } else {
         if (event === 'connected') this._socket = conn.socket_id = data;
-        if (event !== 'connected') conn._fire(event, data);
+        else if (event === 'watchlist') for (const e of data?.events ?? []) this.user.watchlist._fire(e.name, e);
+        else conn._fire(event, data);
       }
       return;
     }
@@ -323,13 +425,17 @@ export class Chorus {
   private(name) {
     return this._get('private-' + name, PrivateChannel);
   }
+  /** The end-to-end encrypted channel `private-encrypted-{name}`. */
+  encryptedPrivate(name) {
+    return this._get(ENCRYPTED + name, EncryptedChannel);
+  }
   /** The presence channel `presence-{name}`. */
   join(name) {
     return this._get('presence-' + name, PresenceChannel);
   }
   /** Leaves `name`, `private-name`, `private-encrypted-name` and `presence-name`. */
   leave(name) {
-    for (const n of [name, 'private-' + name, 'private-encrypted-' + name, 'presence-' + name]) this.leaveChannel(n);
+    for (const n of [name, 'private-' + name, ENCRYPTED + name, 'presence-' + name]) this.leaveChannel(n);
   }
   /** Leaves the channel with exactly this name. */
   leaveChannel(name) {

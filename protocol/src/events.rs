@@ -13,6 +13,8 @@ pub const SIGNIN_SUCCESS: &str = "pusher:signin_success";
 pub const SUBSCRIPTION_SUCCEEDED: &str = "pusher_internal:subscription_succeeded";
 pub const MEMBER_ADDED: &str = "pusher_internal:member_added";
 pub const MEMBER_REMOVED: &str = "pusher_internal:member_removed";
+/// The signed-in user's watchlist: who came online or went offline (no channel).
+pub const WATCHLIST_EVENTS: &str = "pusher_internal:watchlist_events";
 
 /// Prefix of events that clients send to each other (whisper).
 pub const CLIENT_EVENT_PREFIX: &str = "client-";

@@ -438,6 +438,8 @@ impl Engine {
                 }
                 self.emit(None, "signin_success", user, JsValue::UNDEFINED);
             }
+            // `{ events: [{ name: "online" | "offline", user_ids }] }` for `chorus.user.watchlist`.
+            (None, ev::WATCHLIST_EVENTS) => self.emit(None, "watchlist", data, JsValue::UNDEFINED),
             (Some(channel), event) => {
                 self.frame = raw;
                 self.channel_event(&channel, event, data, frame.user_id);

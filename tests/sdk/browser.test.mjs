@@ -110,7 +110,7 @@ describe('in Chromium', () => {
     await join(a);
     await join(b);
     await until(async () => (await got(a)).some((e) => e[0] === 'joining'), 'a sees b joining');
-    await until(() => b.evaluate(() => window.c.private('chat_privado.7').whisper('typing', { userId: 2 })), 'whisper sent');
+    await until(() => b.evaluate(() => window.c.private('chat_privado.7').trigger('client-typing', { userId: 2 })), 'whisper sent');
     await until(async () => (await got(a)).some((e) => e[0] === 'typing'), 'a gets the whisper');
     await srv.pusher.trigger('private-chat_privado.7', 'App\\Events\\MensajePrivado', { text: 'hola' });
     await until(async () => (await got(b)).some((e) => e[0] === 'message'), 'b gets the private event');

@@ -64,13 +64,31 @@ describe('package', () => {
   test('npm pack lists the wasm, the JS, the types and the node entry', () => {
     const out = execFileSync('npm', ['pack', '--dry-run', '--json'], { cwd: NPM_DIR, encoding: 'utf8' });
     const files = JSON.parse(out)[0].files.map((f) => f.path);
-    for (const f of ['dist/chorus.js', 'dist/chorus_sdk_bg.wasm', 'index.d.ts', 'node.js', 'package.json', 'README.md']) {
+    const entries = ['echo', 'vue', 'react'];
+    const expected = ['dist/chorus.js', 'dist/chorus_sdk_bg.wasm', 'dist/crypto.js', 'index.d.ts', 'hooks.d.ts', 'node.js', 'package.json', 'README.md'];
+    for (const f of [...expected, ...entries.flatMap((e) => [`dist/${e}.js`, `${e}.d.ts`])]) {
       assert.ok(files.includes(f), `${f} missing from npm pack: ${files.join(', ')}`);
     }
     const pkg = JSON.parse(readFileSync(path.join(NPM_DIR, 'package.json'), 'utf8'));
     assert.equal(pkg.type, 'module');
     assert.equal(pkg.exports['.'].default, './dist/chorus.js');
     assert.equal(pkg.exports['.'].types, './index.d.ts');
+    for (const e of entries) assert.deepEqual(pkg.exports['./' + e], { types: `./${e}.d.ts`, default: `./dist/${e}.js` });
+  });
+
+  test('the main entry carries none of the others: no Echo connector, hooks or crypto unless imported', () => {
+    const main = readFileSync(path.join(NPM_DIR, 'dist', 'chorus.js'), 'utf8');
+    // Its only import is the crypto file, dynamically (on the first encrypted channel).
+    assert.deepEqual(main.match(/\bimport\s*\(?\s*["'][^"']*["']/g), ['import("./crypto.js"']);
+    for (const marker of ['onConnectionChange', 'configureEcho', 'useEcho', 'X-Socket-Id', 'poly1305']) {
+      assert.ok(!main.includes(marker), `dist/chorus.js contains ${marker}`);
+    }
+    // The framework entries reach the engine through the package name (one engine per app) and
+    // keep their frameworks external.
+    const imports = (f) => [...readFileSync(path.join(NPM_DIR, 'dist', f), 'utf8').matchAll(/from\s*"([^"]+)"/g)].map((m) => m[1]).sort();
+    assert.deepEqual(imports('echo.js'), ['chorus-sdk']);
+    assert.deepEqual(imports('vue.js'), ['chorus-sdk/echo', 'vue']);
+    assert.deepEqual(imports('react.js'), ['chorus-sdk/echo', 'react']);
   });
 
   // tsc runs with the project's tsconfig (strict) and --strict on top. usage.ts has typical usage
@@ -120,7 +138,11 @@ describe('package', () => {
     'ChorusError': ['error: ChorusError;', 'error: any;'],
     'option types': ['wsPort?: number;', 'wsPort?: any;'],
     'unknown options': ['export interface ChorusOptions {', 'export interface ChorusOptions {\n  [option: string]: any;'],
-    'whisper on public channels': ['export class Channel {', 'export class Channel {\n  whisper(event: string, data: unknown): boolean;'],
+    'whisper on public channels': ['export class Channel {', 'export class Channel {\n  whisper(event: string, data: unknown): this;'],
+    'whisper chains': ['whisper(event: string, data: unknown): this;', 'whisper(event: string, data: unknown): any;'],
+    'encrypted channels': ['encryptedPrivate(name: string): EncryptedChannel;', 'encryptedPrivate(name: string): PresenceChannel;'],
+    'watchlist events': ["on(event: 'online' | 'offline',", 'on(event: string,'],
+    'auth header functions': ['headers?: Record<string, string> | (() => Record<string, string>); params', 'headers?: Record<string, string> | (() => any); params'],
     'presence members': ['here(cb: (members: I[]) => void): this;', 'here(cb: (members: any[]) => void): this;'],
     'socketId()': ['socketId(): string | undefined;', 'socketId(): any;'],
     'position': ['readonly position: StreamPosition | undefined;', 'readonly position: any;'],
@@ -252,7 +274,7 @@ describe('against chorus', () => {
     assert.equal(req.headers['x-test-token'], 'let-me-in');
     assert.match(req.headers['content-type'], /application\/x-www-form-urlencoded/);
 
-    assert.equal(a.private('chat_privado.7').whisper('typing', { userId: 1 }), true);
+    assert.equal(a.private('chat_privado.7').whisper('typing', { userId: 1 }), a.private('chat_privado.7'), 'whisper chains');
     await until(() => seen.b.length === 1, 'whisper reaches b');
     assert.deepEqual(seen.b, [{ userId: 1 }]);
     await sleep(100);

@@ -37,7 +37,26 @@ chorus
   .listen('MensajePrivado', () => {})
   .listenForWhisper<{ userId: number }>('typing', (d) => d.userId + 1)
   .error((err: SubscriptionError) => err.status);
-const sent: boolean = chorus.private('chat_privado.7').whisper('typing', { userId: 1 });
+const sent: boolean = chorus.private('chat_privado.7').trigger('client-typing', { userId: 1 });
+chorus.private('chat_privado.7').whisper('typing', { userId: 1 }).whisper('typing', { userId: 2 }).listen('.X', () => {});
+// Encrypted channels, presence `me`, subscription counts, cache misses, the watchlist.
+chorus.encryptedPrivate('vault.1').listen<NewMessage>('.Secret', (m) => m.text);
+const me: string | undefined = chorus.join<{ name: string }>('room.1').me?.info.name;
+const count: number | undefined = chorus.channel('chat.1').on('pusher:subscription_count', (d) => d.subscription_count.toFixed()).subscriptionCount;
+chorus.channel('cache-prices').on('pusher:cache_miss', () => {});
+chorus.user.watchlist.on('online', (e) => e.user_ids.map((u) => u.length));
+chorus.private('App.Models.User.1').stopListeningForNotification();
+// Auth that changes after construction, pusher-js 8's options, Echo's authorizer.
+let token = 'a';
+new Chorus({ key: 'k', wsPath: '/ws', csrfToken: 'c', auth: { headers: () => ({ Authorization: 'Bearer ' + token }) } });
+new Chorus({
+  key: 'k',
+  channelAuthorization: { endpoint: '/auth', headersProvider: () => ({ Authorization: 'Bearer ' + token }) },
+  userAuthentication: { customHandler: ({ socketId }, cb) => cb(null, { auth: socketId, user_data: '{}' }) },
+});
+new Chorus({ key: 'k', authorizer: (channel) => ({ authorize: (socketId, cb) => cb(null, { auth: channel.name + socketId }) }) });
+token = 'b';
+void [me, count];
 chorus
   .join<{ id: number; name: string }>('room.1')
   .here((members) => members.map((m) => m.name))
@@ -139,8 +158,14 @@ chorus.channel('chat.1').whisper('typing', { userId: 1 });
 chorus.channel('chat.1').listenForWhisper('typing', () => {});
 // @ts-expect-error `here` is for presence channels only
 chorus.private('chat_privado.7').here(() => {});
-// @ts-expect-error whisper returns a boolean
-const whisperText: string = chorus.private('chat_privado.7').whisper('typing', {});
+// @ts-expect-error whisper returns the channel (it chains)
+const whisperText: boolean = chorus.private('chat_privado.7').whisper('typing', {});
+// @ts-expect-error encrypted channels are not presence channels
+chorus.encryptedPrivate('vault.1').here(() => {});
+// @ts-expect-error auth headers are strings, also from a function
+new Chorus({ key: 'k', auth: { headers: () => ({ 'X-Id': 1 }) } });
+// @ts-expect-error the watchlist says online or offline
+chorus.user.watchlist.on('away', () => {});
 
 // Values that may be missing (strict null checks).
 // @ts-expect-error the socket id is undefined while not connected

@@ -1,0 +1,61 @@
+// Types of `chorus-sdk/vue`: @laravel/echo-vue 2.5's composables on the Chorus client.
+import type { Ref } from 'vue';
+import type { BroadcastNotification, ChannelReturnType, ConnectionStatus, EventName, InferEventPayload, ModelEvents, ModelPayload, Visibility } from './hooks.js';
+
+export * from './hooks.js';
+
+type Result<V extends Visibility> = {
+  leaveChannel: (leaveAll?: boolean) => void;
+  leave: () => void;
+  stopListening: () => void;
+  listen: () => void;
+  channel: () => ChannelReturnType<V>;
+};
+type ChannelResult<V extends Visibility> = Omit<Result<V>, 'stopListening' | 'listen'>;
+/** Extra: the presence members' `user_info`, kept current. */
+type WithMembers<R, I = any> = R & { members: Ref<I[]> };
+
+export function useEcho<TEvent extends EventName = EventName, V extends Visibility = 'private'>(
+  channelName: string,
+  event: TEvent | TEvent[],
+  callback: (payload: InferEventPayload<TEvent>) => void,
+  dependencies?: unknown[],
+  visibility?: V,
+): Result<V>;
+export function useEcho<TPayload, V extends Visibility = 'private'>(
+  channelName: string,
+  event?: string | string[],
+  callback?: (payload: TPayload) => void,
+  dependencies?: unknown[],
+  visibility?: V,
+): Result<V>;
+export function useEchoNotification<TPayload>(
+  channelName: string,
+  callback?: (payload: BroadcastNotification<TPayload>) => void,
+  event?: string | string[],
+  dependencies?: unknown[],
+): Result<'private'>;
+export function useEchoPresence<TPayload, I = any>(
+  channelName: string,
+  event?: string | string[],
+  callback?: (payload: TPayload) => void,
+  dependencies?: unknown[],
+): WithMembers<Result<'presence'>, I>;
+export function useEchoPublic<TPayload>(
+  channelName: string,
+  event?: string | string[],
+  callback?: (payload: TPayload) => void,
+  dependencies?: unknown[],
+): Result<'public'>;
+export function useEchoModel<TPayload, TModel extends string>(
+  model: TModel,
+  identifier: string | number,
+  event?: ModelEvents<TModel> | ModelEvents<TModel>[],
+  callback?: (payload: ModelPayload<TPayload>) => void,
+  dependencies?: unknown[],
+): Result<'private'>;
+export function useChannel<V extends Visibility = 'private'>(channelName: string, visibility?: V): ChannelResult<V>;
+export function usePresenceChannel<I = any>(channelName: string): WithMembers<ChannelResult<'presence'>, I>;
+export function usePublicChannel(channelName: string): ChannelResult<'public'>;
+export function useConnectionStatus(): Ref<ConnectionStatus>;
+export function useSocketId(): Ref<string | undefined>;

@@ -258,6 +258,50 @@ describe('in Chromium', () => {
   });
 });
 
+describe('encrypted channels in Chromium', () => {
+  let srv;
+  let app;
+  let br;
+  const masterKey = Buffer.from(Array.from({ length: 32 }, (_, i) => i * 7)).toString('base64');
+  before(async () => {
+    srv = await chorus();
+    const Pusher = (await import('pusher')).default;
+    srv.encrypting = new Pusher({ appId: APP.id, key: APP.key, secret: APP.secret, host: HOST, port: String(srv.port), useTLS: false, encryptionMasterKeyBase64: masterKey });
+    app = await web({ port: srv.port, pusher: srv.encrypting });
+    br = await browser();
+  });
+  after(async () => {
+    await br?.close();
+    await app?.close();
+    await srv?.stop();
+  });
+
+  test('the crypto file loads on first use, and the page decrypts what the pusher SDK sends', async () => {
+    const page = await open(br, app, srv, '1');
+    const requests = [];
+    page.on('request', (r) => requests.push(new URL(r.url()).pathname));
+    await until(async () => (await state(page)) === 'connected', 'connected');
+    assert.ok(!requests.some((p) => p.endsWith('/crypto.js')), 'no crypto before an encrypted channel');
+    await page.evaluate(() => {
+      window.c
+        .encryptedPrivate('vault.1')
+        .listen('.Secret', (d) => window.got.push(d))
+        .subscribed(() => (window.sub = true));
+    });
+    await page.waitForFunction(() => window.sub === true, null, { timeout: 5000 });
+    assert.ok(requests.some((p) => p === '/sdk/dist/crypto.js'), `crypto loaded: ${requests.join(', ')}`);
+    await srv.encrypting.trigger('private-encrypted-vault.1', 'Secret', { text: 'sólo para ti', n: 1 });
+    await srv.encrypting.trigger('private-encrypted-vault.1', 'Secret', { text: 'second', n: 2 });
+    await waitGot(page, 2, 'two decrypted events');
+    assert.deepEqual(await got(page), [
+      { text: 'sólo para ti', n: 1 },
+      { text: 'second', n: 2 },
+    ]);
+    assert.deepEqual(page.errors, []);
+    await page.close();
+  });
+});
+
 describe('a Vite app', () => {
   let srv;
   let br;
@@ -281,6 +325,8 @@ describe('a Vite app', () => {
     await build({ root: path.join(HERE, 'vite-app'), logLevel: 'error', build: { outDir: out, emptyOutDir: true } });
     const assets = readdirSync(path.join(out, 'assets'));
     assert.ok(assets.some((f) => f.endsWith('.wasm')), `no wasm emitted: ${assets.join(', ')}`);
+    // The encrypted channels' crypto stays a separate chunk that this app never loads.
+    assert.ok(assets.some((f) => /^crypto-.*\.js$/.test(f)), `no separate crypto chunk: ${assets.join(', ')}`);
 
     const types = { '.html': 'text/html', '.js': 'text/javascript', '.wasm': 'application/wasm' };
     server = http.createServer((req, res) => {

@@ -1,6 +1,6 @@
 import { useCallback, useEffect, useMemo, useRef, useState } from 'react';
+import { echo, useConnectionStatus, useEchoNotification, useEchoPresence } from 'chorus-sdk/react';
 import { ApiError, createApi } from '../api.js';
-import { createChorus } from '../chorus.js';
 import Avatar from './Avatar.jsx';
 import ChatList from './ChatList.jsx';
 import ChatWindow from './ChatWindow.jsx';
@@ -17,55 +17,16 @@ function useNow(ms) {
 }
 
 const NOBODY = new Set();
-
-/** One Chorus connection while signed in, and its state. */
-function useChorus(token) {
-  const [chorus, setChorus] = useState(null);
-  const [state, setState] = useState('initialized');
-  const [wasConnected, setWasConnected] = useState(false);
-  useEffect(() => {
-    const c = createChorus(token);
-    const onState = ({ current }) => {
-      setState(current);
-      if (current === 'connected') setWasConnected(true);
-    };
-    c.connection.on('state_change', onState);
-    setChorus(c);
-    return () => {
-      c.connection.off('state_change', onState);
-      c.disconnect();
-    };
-  }, [token]);
-  return { chorus, state, wasConnected };
-}
-
-function connectionLabel(state, wasConnected) {
-  switch (state) {
-    case 'connected':
-      return 'Connected';
-    case 'initialized':
-    case 'connecting':
-      return wasConnected ? 'Reconnecting…' : 'Connecting…';
-    case 'unavailable':
-      return 'Offline, retrying…';
-    default:
-      return 'Disconnected';
-  }
-}
+const LABELS = { connected: 'Connected', connecting: 'Connecting…', reconnecting: 'Reconnecting…' };
 
 export default function ChatApp({ session, onSignedOut }) {
   const me = session.user;
-  const { chorus, state: connection, wasConnected } = useChorus(session.token);
+  const connection = useConnectionStatus(); // connected, connecting, reconnecting, disconnected, failed
   // Every request carries the socket id (X-Socket-ID) so the backend can use toOthers().
-  const chorusRef = useRef(null);
-  useEffect(() => {
-    chorusRef.current = chorus;
-  }, [chorus]);
-  const api = useMemo(() => createApi(session.token, () => chorusRef.current?.socketId()), [session.token]);
+  const api = useMemo(() => createApi(session.token, () => echo().socketId()), [session.token]);
 
   const [chats, setChats] = useState([]); // [{ id, other, last_message, unread }]
   const [users, setUsers] = useState([]); // everyone, with the backend's last_seen
-  const [online, setOnline] = useState(() => new Set()); // user ids in presence-online
   const [leftAt, setLeftAt] = useState({}); // user id -> when we saw them leave
   const [openChatId, setOpenChatId] = useState(null);
   const [toasts, setToasts] = useState([]);
@@ -90,11 +51,10 @@ export default function ChatApp({ session, onSignedOut }) {
     loadUsers();
   }, [loadChats, loadUsers]);
   // Back after an outage: last-seen times of those who left meanwhile come from the backend.
-  const connectedBefore = useRef(false);
+  const previous = useRef(connection);
   useEffect(() => {
-    if (connection !== 'connected') return;
-    if (connectedBefore.current) loadUsers();
-    connectedBefore.current = true;
+    if (connection === 'connected' && previous.current === 'reconnecting') loadUsers();
+    previous.current = connection;
   }, [connection, loadUsers]);
 
   const toastSeq = useRef(0);
@@ -105,51 +65,45 @@ export default function ChatApp({ session, onSignedOut }) {
   }, []);
 
   // My notification channel: a toast and an unread badge for messages in chats that are not open.
-  // Who is online anywhere in the app: presence-online.
-  useEffect(() => {
-    if (!chorus) return;
-    let subscribedBefore = false;
-    chorus
-      .private(`App.Models.User.${me.id}`)
-      // After a reconnect that could not replay what was missed, reload the list (unread counts).
-      .subscribed(({ recovered }) => {
-        if (subscribedBefore && !recovered) loadChats();
-        subscribedBefore = true;
-      })
-      .notification((n) => {
-        const isOpen = n.chat_id === openChatRef.current;
-        const lastMessage = {
-          id: n.message_id,
-          user_id: n.from.id,
-          body: n.preview,
-          attachment: n.attachment ? { name: n.attachment } : null,
-          created_at: n.created_at,
-        };
-        setChats((list) => {
-          const chat = list.find((c) => c.id === n.chat_id);
-          if (!chat) return list;
-          const updated = { ...chat, last_message: lastMessage, unread: isOpen ? 0 : chat.unread + 1 };
-          return [updated, ...list.filter((c) => c.id !== chat.id)];
-        });
-        if (!isOpen) toast(n.from.name, n.preview || `📎 ${n.attachment}`, n.chat_id);
-      });
-    chorus
-      .join('online')
-      .here((members) => setOnline(new Set(members.map((m) => m.id))))
-      .joining((m) => setOnline((s) => new Set(s).add(m.id)))
-      .leaving((m) => {
-        setOnline((s) => {
-          const next = new Set(s);
-          next.delete(m.id);
-          return next;
-        });
-        setLeftAt((l) => ({ ...l, [m.id]: Date.now() }));
-      });
-    return () => {
-      chorus.leave(`App.Models.User.${me.id}`);
-      chorus.leave('online');
+  // The callback only uses refs and stable functions: no dependencies, so never subscribed again.
+  const { channel: notificationChannel } = useEchoNotification(`App.Models.User.${me.id}`, (n) => {
+    const isOpen = n.chat_id === openChatRef.current;
+    const lastMessage = {
+      id: n.message_id,
+      user_id: n.from.id,
+      body: n.preview,
+      attachment: n.attachment ? { name: n.attachment } : null,
+      created_at: n.created_at,
     };
-  }, [chorus, me.id, loadChats, toast]);
+    setChats((list) => {
+      const chat = list.find((c) => c.id === n.chat_id);
+      if (!chat) return list;
+      const updated = { ...chat, last_message: lastMessage, unread: isOpen ? 0 : chat.unread + 1 };
+      return [updated, ...list.filter((c) => c.id !== chat.id)];
+    });
+    if (!isOpen) toast(n.from.name, n.preview || `📎 ${n.attachment}`, n.chat_id);
+  });
+  // Every subscription that could not replay missed notifications (the first one, and
+  // resubscriptions after a reconnect the server could not recover) reloads the list (unread
+  // counts). The SDK has no way to remove a `subscribed` callback: cleanup mutes it instead.
+  useEffect(() => {
+    let active = true;
+    notificationChannel().subscribed(({ recovered }) => active && !recovered && loadChats());
+    return () => {
+      active = false;
+    };
+  }, [notificationChannel, loadChats]);
+
+  // Who is online anywhere in the app: the members of presence-online.
+  const { channel: onlineChannel, members } = useEchoPresence('online');
+  const online = useMemo(() => new Set(members.map((m) => m.id)), [members]);
+  useEffect(() => {
+    let active = true;
+    onlineChannel().leaving((m) => active && setLeftAt((l) => ({ ...l, [m.id]: Date.now() })));
+    return () => {
+      active = false;
+    };
+  }, [onlineChannel]);
 
   const lastSeenOf = (userId) => {
     const fromServer = users.find((u) => u.id === userId)?.last_seen ?? 0;
@@ -181,7 +135,7 @@ export default function ChatApp({ session, onSignedOut }) {
 
   const openChat = chats.find((c) => c.id === openChatId);
   // While the connection is down, presence is not known: who was online may have left meanwhile.
-  // Nobody is shown online until the presence channel is joined again (`here` fills it anew).
+  // Nobody is shown online until the presence channel is joined again (its members are filled anew).
   const live = connection === 'connected';
   const shownOnline = live ? online : NOBODY;
   const onlineUsers = users.filter((u) => u.id !== me.id && shownOnline.has(u.id));
@@ -196,7 +150,7 @@ export default function ChatApp({ session, onSignedOut }) {
               {me.name}
             </div>
             <div className="connection" data-state={connection} data-testid="connection">
-              {connectionLabel(connection, wasConnected)}
+              {LABELS[connection] ?? 'Disconnected'}
             </div>
           </div>
           <button className="link-button" onClick={signOut}>
@@ -227,15 +181,14 @@ export default function ChatApp({ session, onSignedOut }) {
       </aside>
 
       <main className="main">
-        {wasConnected && connection !== 'connected' && (
+        {connection === 'reconnecting' && (
           <div className="banner" data-testid="banner">
             <span className="spinner" /> Connection lost. Reconnecting… Messages you send are still saved.
           </div>
         )}
-        {openChat && chorus ? (
+        {openChat ? (
           <ChatWindow
             key={openChat.id}
-            chorus={chorus}
             api={api}
             me={me}
             chat={openChat}

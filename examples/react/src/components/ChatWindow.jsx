@@ -1,4 +1,5 @@
 import { useCallback, useEffect, useLayoutEffect, useMemo, useRef, useState } from 'react';
+import { useEcho, useEchoPresence } from 'chorus-sdk/react';
 import { dayLabel, fileSize, lastSeen, timeOf } from '../format.js';
 import Avatar from './Avatar.jsx';
 
@@ -28,19 +29,17 @@ function Attachment({ attachment, api }) {
   );
 }
 
-export default function ChatWindow({ chorus, api, me, chat, live = true, online, lastSeen: lastSeenAt, now, onSent, onBack }) {
+export default function ChatWindow({ api, me, chat, live = true, online, lastSeen: lastSeenAt, now, onSent, onBack }) {
   const chatId = chat.id;
   const other = chat.other;
 
   const [messages, setMessages] = useState([]); // from the backend, plus our own pending ones (id null)
   const [otherReadId, setOtherReadId] = useState(0); // the other member has seen messages up to this id
-  const [otherInChat, setOtherInChat] = useState(false); // the other member has this chat open
   const [typing, setTyping] = useState(false);
   const [draft, setDraft] = useState('');
   const [file, setFile] = useState(null);
   const fileInput = useRef(null);
   const list = useRef(null);
-  const channel = useRef(null);
   const typingTimer = useRef(null);
   const lastWhisper = useRef(0);
   const markedUpTo = useRef(0);
@@ -59,40 +58,39 @@ export default function ChatWindow({ chorus, api, me, chat, live = true, online,
   }, [api, chatId, other.id]);
 
   // --- Live: messages, read receipts and typing on private-chat.{id}; who has it open on presence-chat.{id}. ---
+  // The hooks leave both channels when the window closes. The window is keyed by chat, so the
+  // callbacks' `other` never changes: no dependencies, so never subscribed again.
+  const { channel } = useEcho(`chat.${chatId}`, 'MessageSent', ({ message }) => {
+    setMessages((prev) => (prev.some((m) => m.id === message.id) ? prev : [...prev, message]));
+    if (message.user_id === other.id) setTyping(false);
+  });
+  useEcho(`chat.${chatId}`, 'MessageRead', (e) => {
+    if (e.user_id === other.id) setOtherReadId((r) => Math.max(r, e.last_read_id));
+  });
+  const { members } = useEchoPresence(`chat.${chatId}`);
+  const otherInChat = members.some((m) => m.id === other.id);
+
   useEffect(() => {
-    const showTyping = () => {
+    const typed = (e) => {
+      if (e.user_id !== other.id) return;
       setTyping(true);
       clearTimeout(typingTimer.current);
       typingTimer.current = setTimeout(() => setTyping(false), 3000);
     };
-    channel.current = chorus
-      .private(`chat.${chatId}`)
-      .listen('MessageSent', ({ message }) => {
-        setMessages((prev) => (prev.some((m) => m.id === message.id) ? prev : [...prev, message]));
-        if (message.user_id === other.id) setTyping(false);
-      })
-      .listen('MessageRead', (e) => {
-        if (e.user_id === other.id) setOtherReadId((r) => Math.max(r, e.last_read_id));
-      })
-      .listenForWhisper('typing', (e) => {
-        if (e.user_id === other.id) showTyping();
-      })
+    const ch = channel();
+    let active = true;
+    ch.listenForWhisper('typing', typed)
       // Every subscription that could not replay missed events (the first one, and resubscriptions
-      // after a reconnect the server could not recover) loads the history again: no gap, no duplicate.
-      .subscribed(({ recovered }) => {
-        if (!recovered) load();
-      });
-    chorus
-      .join(`chat.${chatId}`)
-      .here((members) => setOtherInChat(members.some((m) => m.id === other.id)))
-      .joining((m) => m.id === other.id && setOtherInChat(true))
-      .leaving((m) => m.id === other.id && setOtherInChat(false));
+      // after a reconnect the server could not recover) loads the history again: no gap, no
+      // duplicate. The SDK has no way to remove a `subscribed` callback: cleanup mutes it instead.
+      .subscribed(({ recovered }) => active && !recovered && load());
     load();
     return () => {
-      chorus.leave(`chat.${chatId}`); // private-chat.{id} and presence-chat.{id}
+      active = false;
+      ch.stopListeningForWhisper('typing', typed);
       clearTimeout(typingTimer.current);
     };
-  }, [chorus, chatId, other.id, load]);
+  }, [channel, other.id, load]);
 
   // --- Read receipts: tell the backend what we have seen while the page is visible. ---
   useEffect(() => {
@@ -112,9 +110,9 @@ export default function ChatWindow({ chorus, api, me, chat, live = true, online,
   function onInput(e) {
     setDraft(e.target.value);
     const t = Date.now();
-    if (t - lastWhisper.current > 1000 && channel.current?.whisper('typing', { user_id: me.id, name: me.name })) {
-      lastWhisper.current = t;
-    }
+    if (t - lastWhisper.current <= 1000) return;
+    channel()?.whisper('typing', { user_id: me.id, name: me.name });
+    lastWhisper.current = t;
   }
 
   function clearFile() {

@@ -4,6 +4,8 @@ import { ChorusEcho } from 'chorus-sdk/echo';
 
 let instance = null;
 let config = null;
+/** The channels the hooks use, by full name: `{ count, connection }`. */
+const channels = {};
 
 // Vite replaces `import.meta.env`; elsewhere it is undefined.
 const env = import.meta.env ?? {};
@@ -27,10 +29,13 @@ function defaults(broadcaster) {
 export const echoIsConfigured = () => config !== null;
 
 /** Same options object as @laravel/echo-vue/-react's `configureEcho` (`broadcaster` may be left
- * out: it is always Chorus). A second call replaces the configuration for the next `echo()`. */
+ * out: it is always Chorus). A second call replaces the configuration for the next `echo()`; the
+ * previous connection is closed and its channels forgotten (Laravel's packages keep both open). */
 export function configureEcho(options) {
   config = { ...defaults(options.broadcaster), ...options };
+  instance?.disconnect();
   instance = null;
+  for (const id in channels) delete channels[id];
 }
 
 /** The Echo-like instance (created on first use). */
@@ -48,8 +53,6 @@ export const spec = (name, visibility) => ({
   id: visibility === 'private' || visibility === 'presence' ? visibility + '-' + name : name,
   visibility,
 });
-
-const channels = {};
 
 /** The channel for `ch`, subscribed by the first user; every call must be paired with `release`. */
 export function resolve(ch) {

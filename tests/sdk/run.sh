@@ -12,4 +12,4 @@ bash "$ROOT/scripts/build-sdk.sh"
 
 cd "$HERE"
 npm ci --no-audit --no-fund --loglevel=error
-node --test --test-concurrency=1 --test-timeout=120000 node.test.mjs echo.test.mjs parity.test.mjs browser.test.mjs dashboard.test.mjs
+node --test --test-concurrency=1 --test-timeout=120000 node.test.mjs echo.test.mjs parity.test.mjs browser.test.mjs dashboard.test.mjs frameworks.test.mjs

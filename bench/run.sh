@@ -44,9 +44,9 @@ install_sockudo() {
   {
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -q && apt-get install -y -q cmake clang protobuf-compiler
-    if ! cargo install sockudo --locked --no-default-features --features local; then
+    if ! cargo install sockudo --locked --no-default-features --features local,redis; then
       echo "cargo install --locked failed; retrying without --locked"
-      cargo install sockudo --no-default-features --features local
+      cargo install sockudo --no-default-features --features local,redis
     fi
   } >>/tmp/sockudo-install.log 2>&1
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of the project, installing what they need first (idempotent: seconds when present).
 #   1. Rust: cargo fmt --check, clippy -D warnings, unit + integration tests (the SDK's pure parts
-#      natively; real listener, real clients, several chorus processes on a real redis-server)
+#      natively; real listener, real clients, several chorus processes on a real redis-server, then
+#      on a Sentinel and on a Redis Cluster)
 #   1b. Fuzz: every cargo fuzz target briefly (scripts/fuzz.sh runs them longer)
 #   2. Bench smoke: each load scenario of bench/ for a second or two (no message lost, no error)
 #   3. JS: the real pusher-js, laravel-echo and pusher npm packages against the built chorus binary
@@ -28,6 +29,9 @@ timeout 600 cargo clippy --locked -p chorus-sdk --all-targets -- -D warnings   #
 log "rust: unit and integration tests"
 timeout 1200 cargo test --locked
 timeout 600 cargo test --locked -p chorus-sdk   # the SDK's pure parts (backoff, channels, auth), natively
+for mode in sentinel cluster; do   # the cluster tests again, through a Sentinel and on a Redis Cluster
+  CHORUS_TEST_REDIS=$mode timeout 600 cargo test --locked -p chorus-server --test cluster --test routing --test history
+done
 
 log "fuzz: each cargo fuzz target of fuzz/ for a few seconds (seed corpus in fuzz/corpus/)"
 timeout 1200 bash scripts/fuzz.sh --seconds 15

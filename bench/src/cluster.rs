@@ -1,8 +1,9 @@
-//! `cluster`: N chorus nodes on one redis-server (started here on loopback), channels spread so
-//! each has its one subscriber on one node, events published through node 0's HTTP API. Prints
-//! the cluster's CPU per event (all nodes summed), Redis's CPU per event, and the pub/sub
-//! messages each node received from Redis (where the build reports them), so a global bus and
-//! per-channel routing can be compared by running it against two builds.
+//! `cluster`: N nodes (chorus, or Sockudo with its Redis adapter) on one redis-server or on a
+//! Redis Cluster of three primaries (started here on loopback), channels spread so each has its
+//! one subscriber on one node, events published through node 0's HTTP API. Prints the cluster's
+//! CPU per event (all nodes summed), Redis's CPU per event (all its servers summed), and the
+//! pub/sub messages each node received from Redis (where the build reports them), so a global
+//! bus and per-channel routing, or Chorus and Sockudo, can be compared.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -18,9 +19,14 @@ use tokio::process::{Child, Command};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::http::HttpConn;
+use crate::sockudo::{self, Adapter};
+use crate::storm::Kind;
 use crate::{sys, ws, Target};
 
 pub struct ClusterOpts {
+    pub kind: Kind,
+    /// A Redis Cluster of three primaries instead of one redis-server.
+    pub redis_cluster: bool,
     /// Channels keep history (each publish is then a Redis script, which dominates the cost).
     pub history: bool,
     pub nodes: usize,
@@ -52,38 +58,138 @@ struct Node {
     admin: u16,
 }
 
-async fn start_node(bin: &Path, redis_port: u16, history: bool) -> Result<Node> {
+/// Redis for the run: its servers' ports and whether they form a cluster.
+struct Redis {
+    servers: Vec<Child>,
+    ports: Vec<u16>,
+    cluster: bool,
+}
+
+impl Redis {
+    async fn start(bin: &Path, cluster: bool) -> Result<Self> {
+        let mut servers = Vec::new();
+        let mut ports = Vec::new();
+        for _ in 0..if cluster { 3 } else { 1 } {
+            let port = free_port()?;
+            let dir = std::env::temp_dir().join(format!("chorus-bench-redis-{port}"));
+            std::fs::create_dir_all(&dir)?;
+            let mut cmd = Command::new(bin);
+            cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args([
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--dir",
+                    &dir.to_string_lossy(),
+                ]);
+            if cluster {
+                cmd.args([
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                ]);
+            }
+            servers.push(
+                cmd.stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .kill_on_drop(true)
+                    .spawn()
+                    .with_context(|| format!("starting {}", bin.display()))?,
+            );
+            ports.push(port);
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        if cluster {
+            let addrs: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+            let made = Command::new("redis-cli")
+                .args(["--cluster", "create"])
+                .args(&addrs)
+                .args(["--cluster-replicas", "0", "--cluster-yes"])
+                .stdout(Stdio::null())
+                .status()
+                .await
+                .context("redis-cli --cluster create")?;
+            if !made.success() {
+                bail!("redis-cli --cluster create failed");
+            }
+            // Every node must know the slots before the nodes connect.
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+        Ok(Self {
+            servers,
+            ports,
+            cluster,
+        })
+    }
+
+    fn urls(&self) -> Vec<String> {
+        self.ports
+            .iter()
+            .map(|p| format!("redis://127.0.0.1:{p}"))
+            .collect()
+    }
+}
+
+async fn start_node(bin: &Path, kind: Kind, redis: &Redis, history: bool) -> Result<Node> {
     let (port, admin) = (free_port()?, free_port()?);
-    let config = std::env::temp_dir().join(format!("chorus-bench-cluster-{port}.toml"));
-    let history_size = if history { 100 } else { 0 };
-    std::fs::write(
-        &config,
-        format!(
-            "[[apps]]\nid = \"bench-app\"\nkey = \"bench-key\"\nsecret = \"bench-secret\"\n\
-             history_size = {history_size}\nmax_api_requests_per_second = 0\n"
-        ),
-    )?;
-    let child = Command::new(bin)
-        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-        .args(["--admin-port", &admin.to_string(), "--log", "warn"])
-        .args(["--config", &config.to_string_lossy(), "--adapter", "redis"])
-        .args(["--redis-url", &format!("redis://127.0.0.1:{redis_port}")])
-        .args(["--redis-prefix", "benchcluster"])
+    let app = ("bench-app", "bench-key", "bench-secret");
+    let urls = redis.urls().join(",");
+    let mut cmd = match kind {
+        Kind::Chorus => {
+            let config = std::env::temp_dir().join(format!("chorus-bench-cluster-{port}.toml"));
+            let history_size = if history { 100 } else { 0 };
+            std::fs::write(
+                &config,
+                format!(
+                    "[[apps]]\nid = \"bench-app\"\nkey = \"bench-key\"\nsecret = \"bench-secret\"\n\
+                     history_size = {history_size}\nmax_api_requests_per_second = 0\n"
+                ),
+            )?;
+            let mut cmd = Command::new(bin);
+            cmd.args(["--host", "127.0.0.1", "--port", &port.to_string()])
+                .args(["--admin-port", &admin.to_string(), "--log", "warn"])
+                .args(["--config", &config.to_string_lossy(), "--adapter", "redis"])
+                .args(["--redis-prefix", "benchcluster"]);
+            if redis.cluster {
+                cmd.args(["--redis-cluster-nodes", &urls]);
+            } else {
+                cmd.args(["--redis-url", &urls]);
+            }
+            cmd
+        }
+        Kind::Sockudo => {
+            let adapter = if redis.cluster {
+                Adapter::RedisCluster(&urls)
+            } else {
+                Adapter::Redis(&urls)
+            };
+            sockudo::command(bin, port, app, adapter)?
+        }
+    };
+    let child = cmd
         .stdin(Stdio::null())
+        .stdout(Stdio::null())
         .kill_on_drop(true)
         .spawn()
         .with_context(|| format!("starting {}", bin.display()))?;
     let target = Target {
         host: "127.0.0.1".into(),
         port,
-        app_id: "bench-app".into(),
-        key: "bench-key".into(),
-        secret: "bench-secret".into(),
+        app_id: app.0.into(),
+        key: app.1.into(),
+        secret: app.2.into(),
         server_pid: child.id(),
     };
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        if get(port, "/up").await.is_ok_and(|b| b.contains("\"ok\"")) {
+        let ready = match kind {
+            Kind::Chorus => get(port, "/up").await.is_ok_and(|b| b.contains("\"ok\"")),
+            // Sockudo's /up answers once it serves.
+            Kind::Sockudo => get(port, "/up").await.is_ok(),
+        };
+        if ready {
             break;
         }
         if Instant::now() > deadline {
@@ -108,19 +214,10 @@ async fn messages_received(admin: u16) -> Option<u64> {
 }
 
 pub async fn run(bin: &Path, o: &ClusterOpts) -> Result<Value> {
-    let redis_port = free_port()?;
-    let mut redis = Command::new(&o.redis_server)
-        .args(["--port", &redis_port.to_string(), "--bind", "127.0.0.1"])
-        .args(["--save", "", "--appendonly", "no"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .with_context(|| format!("starting {}", o.redis_server.display()))?;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut redis = Redis::start(&o.redis_server, o.redis_cluster).await?;
     let mut nodes = Vec::new();
     for _ in 0..o.nodes.max(1) {
-        nodes.push(start_node(bin, redis_port, o.history).await?);
+        nodes.push(start_node(bin, o.kind, &redis, o.history).await?);
     }
     // One subscriber per channel, channel i on node i mod N.
     let received = Arc::new(AtomicU64::new(0));
@@ -150,7 +247,7 @@ pub async fn run(bin: &Path, o: &ClusterOpts) -> Result<Value> {
             .sum()
     };
     let node_pids: Vec<Option<u32>> = nodes.iter().map(|n| n.target.server_pid).collect();
-    let redis_pid = [redis.id()];
+    let redis_pid: Vec<Option<u32>> = redis.servers.iter().map(Child::id).collect();
     let (nodes_cpu0, redis_cpu0) = (cpu(&node_pids), cpu(&redis_pid));
     let started = Instant::now();
     let mut http = HttpConn::connect(&nodes[0].target).await?;
@@ -190,12 +287,20 @@ pub async fn run(bin: &Path, o: &ClusterOpts) -> Result<Value> {
         let _ = n.child.start_kill();
         let _ = n.child.wait().await;
     }
-    let _ = redis.start_kill();
-    let _ = redis.wait().await;
+    for r in &mut redis.servers {
+        let _ = r.start_kill();
+        let _ = r.wait().await;
+    }
+    for p in &redis.ports {
+        let _ =
+            std::fs::remove_dir_all(std::env::temp_dir().join(format!("chorus-bench-redis-{p}")));
+    }
     let per_event = |cpu: f64| cpu * 1e6 / sent.max(1) as f64;
     Ok(json!({
         "scenario": "cluster",
         "ok": delivered as usize == sent,
+        "kind": format!("{:?}", o.kind).to_lowercase(),
+        "redis": if o.redis_cluster { "cluster of 3" } else { "one server" },
         "nodes": o.nodes,
         "history": o.history,
         "channels": o.channels,

@@ -11,6 +11,7 @@ mod plot;
 mod report;
 mod scenarios;
 mod smoke;
+mod sockudo;
 mod storm;
 mod sys;
 mod ws;
@@ -204,6 +205,12 @@ enum Cmd {
         /// Channels keep history (publishes become Redis scripts).
         #[arg(long)]
         history: bool,
+        /// A Redis Cluster of three primaries instead of one redis-server.
+        #[arg(long)]
+        redis_cluster: bool,
+        /// The server: Chorus, or Sockudo with its Redis adapter (`--server-bin` is then sockudo).
+        #[arg(long, value_enum, default_value_t = storm::Kind::Chorus)]
+        kind: storm::Kind,
     },
     /// N clients on private channels; the server stops gracefully (4200) and starts again: time
     /// until all are subscribed again, auth requests per second, failures, server CPU and RSS.
@@ -339,8 +346,8 @@ pub fn summary(v: &Value) -> String {
             f(v, "refusals"), f(v, "server_cpu_secs"), f(v, "server_rss_peak_kib")
         ),
         "cluster" => format!(
-            "{} nodes, {} channels: {} events, {} delivered in {} s; cluster CPU {} us/event, Redis CPU {} us/event; Redis messages per node {}",
-            f(v, "nodes"), f(v, "channels"), f(v, "events"), f(v, "delivered"), f(v, "secs"),
+            "{} {} nodes on Redis ({}), {} channels: {} events, {} delivered in {} s; cluster CPU {} us/event, Redis CPU {} us/event; Redis messages per node {}",
+            f(v, "nodes"), f(v, "kind"), f(v, "redis"), f(v, "channels"), f(v, "events"), f(v, "delivered"), f(v, "secs"),
             f(v, "cluster_cpu_us_per_event"), f(v, "redis_cpu_us_per_event"), v["redis_messages_per_node"]
         ),
         "presence" => format!(
@@ -520,8 +527,12 @@ fn main() -> Result<()> {
                 events,
                 redis_server,
                 history,
+                redis_cluster,
+                kind,
             } => {
                 let o = cluster::ClusterOpts {
+                    kind: *kind,
+                    redis_cluster: *redis_cluster,
                     history: *history,
                     nodes: *nodes,
                     channels: *channels,

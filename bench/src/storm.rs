@@ -82,27 +82,8 @@ async fn start(bin: &Path, kind: Kind, port: u16) -> Result<Child> {
                 .args(["--admin-port", "0"]);
         }
         Kind::Sockudo => {
-            let cwd = std::env::temp_dir().join(format!("sockudo-storm-{port}"));
-            std::fs::create_dir_all(&cwd)?;
-            let env = [
-                ("HOST", "127.0.0.1".to_owned()),
-                ("PORT", port.to_string()),
-                ("SOCKUDO_DEFAULT_APP_ID", "storm-app".into()),
-                ("SOCKUDO_DEFAULT_APP_KEY", "storm-key".into()),
-                ("SOCKUDO_DEFAULT_APP_SECRET", "storm-secret".into()),
-                ("SOCKUDO_DEFAULT_APP_MAX_CONNECTIONS", "10000000".into()),
-                ("SOCKUDO_MAX_CONNECTIONS", "0".into()),
-                ("RATE_LIMITER_ENABLED", "false".into()),
-                ("METRICS_ENABLED", "false".into()),
-                ("ADAPTER_DRIVER", "local".into()),
-                ("CACHE_DRIVER", "memory".into()),
-                ("QUEUE_DRIVER", "memory".into()),
-                ("APP_MANAGER_DRIVER", "memory".into()),
-                ("DEBUG", "false".into()),
-                ("SOCKUDO_LOG_PROD", "warn".into()),
-                ("RUST_LOG", "warn".into()),
-            ];
-            cmd.current_dir(cwd).envs(env);
+            let app = ("storm-app", "storm-key", "storm-secret");
+            cmd = crate::sockudo::command(bin, port, app, crate::sockudo::Adapter::Local)?;
         }
     }
     let child = cmd

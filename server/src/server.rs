@@ -69,6 +69,7 @@ impl Server {
                     url: config.redis_url.clone(),
                     sentinels: config.redis_sentinels.clone(),
                     sentinel_master: config.redis_sentinel_master.clone(),
+                    cluster_nodes: config.redis_cluster_nodes.clone(),
                     prefix: config.redis_prefix.clone(),
                     node_timeout: Duration::from_secs(config.node_timeout),
                 },

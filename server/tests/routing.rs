@@ -24,11 +24,10 @@ async fn received(server: &TestServer) -> u64 {
         .unwrap_or_else(|| panic!("no chorus_redis_messages_received_total in:\n{text}"))
 }
 
-async fn node(url: &str) -> TestServer {
-    let url = url.to_owned();
-    let server = TestServer::start_with(move |c| {
+async fn node(redis: &Redis) -> TestServer {
+    let server = TestServer::start_with(|c| {
         c.adapter = chorus_server::AdapterKind::Redis;
-        c.redis_url = url;
+        redis.configure(c);
         c.redis_prefix = "routing".into();
     })
     .await;
@@ -51,8 +50,8 @@ async fn node(url: &str) -> TestServer {
 #[tokio::test]
 async fn a_node_receives_only_the_channels_it_serves() {
     let redis = Redis::start();
-    let a = node(&redis.url()).await;
-    let b = node(&redis.url()).await;
+    let a = node(&redis).await;
+    let b = node(&redis).await;
     let mut on_a = a.connect().await;
     on_a.subscribe("only-on-a").await;
     let before = received(&b).await;

@@ -29,21 +29,23 @@ import {
   subscribed,
   waitUntil,
 } from './lib/harness.mjs';
-import { startRedis, startSentinel } from './lib/redis.mjs';
+import { startRedis, startRedisCluster, startSentinel } from './lib/redis.mjs';
 
 const cluster = { dir: null, redis: null, a: null, b: null, sdkA: null, sdkB: null };
 let closers = [];
 
 // CHORUS_CLUSTER_MODE=sentinel (cluster-sentinel.test.mjs): the same tests with the nodes finding
-// the primary through a Sentinel.
-const SENTINEL = process.env.CHORUS_CLUSTER_MODE === 'sentinel';
+// the primary through a Sentinel; =rediscluster (cluster-rediscluster.test.mjs): on a Redis
+// Cluster of three primaries.
+const MODE = process.env.CHORUS_CLUSTER_MODE;
+const start = { sentinel: startSentinel, rediscluster: startRedisCluster }[MODE] ?? startRedis;
 
 before(async () => {
   cluster.dir = await mkdtemp(path.join(os.tmpdir(), 'chorus-js-cluster-'));
-  cluster.redis = SENTINEL ? await startSentinel(cluster.dir) : await startRedis(cluster.dir);
+  cluster.redis = await start(cluster.dir);
   const settings = {
     adapter: 'redis',
-    ...(SENTINEL ? cluster.redis.settings : { redis_url: cluster.redis.url }),
+    ...(cluster.redis.settings ?? { redis_url: cluster.redis.url }),
     // A prefix of its own: nothing else that might share a Redis is seen.
     redis_prefix: `jscluster${process.pid}`,
     node_timeout: 5,

@@ -1,8 +1,9 @@
 // Redis beyond one plain server, with real processes: two chorus nodes on a redis-server that
-// speaks TLS only to an ACL user (`rediss://user:password@…`, the CA given by SSL_CERT_FILE), and
-// two nodes that find the primary through a redis-sentinel and follow a failover (the primary
-// killed with SIGKILL under traffic): cross-node delivery resumes, within a bound this test
-// measures and prints, presence stays one membership, with no ghost.
+// speaks TLS only to an ACL user (`rediss://user:password@…`, the CA given by SSL_CERT_FILE), two
+// nodes that find the primary through a redis-sentinel and follow a failover, and two nodes on a
+// Redis Cluster whose shard of the channel fails over (the primary killed with SIGKILL under
+// traffic in both): cross-node delivery resumes, within a bound this test measures and prints,
+// presence stays one membership, with no ghost.
 
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -23,7 +24,7 @@ import {
   waitUntil,
 } from './lib/harness.mjs';
 import { testCa } from './lib/certs.mjs';
-import { startNodes, startRedis, startSentinel } from './lib/redis.mjs';
+import { startNodes, startRedis, startRedisCluster, startSentinel } from './lib/redis.mjs';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'chorus-redis-ha-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -77,11 +78,15 @@ test('rediss:// with an ACL user: two nodes are one server', async (t) => {
   assert.match(wrong.logs(), /redis unavailable/);
 });
 
-test('Sentinel: the nodes follow a failover of the primary under traffic', async (t) => {
-  const ha = await startSentinel(dir);
+/**
+ * Two nodes on `ha` (its `settings`); `kill()` takes the Redis that serves the channel `room` down
+ * under traffic. Checks and prints how long cross-node delivery took to resume, then that presence
+ * is one membership and events reach both nodes once. Returns the first node (for its logs).
+ */
+async function failover(t, what, ha, kill) {
   const settings = {
     ...ha.settings,
-    redis_prefix: `jssentinel${process.pid}`,
+    redis_prefix: `js${what}${process.pid}`,
     node_timeout: 5,
     shutdown_timeout: 2,
   };
@@ -111,7 +116,7 @@ test('Sentinel: the nodes follow a failover of the primary under traffic', async
   let n = 0;
   let publishing = true;
   const killedAt = Date.now();
-  ha.primary.kill();
+  kill();
   const traffic = (async () => {
     while (publishing && Date.now() - killedAt < 40000) {
       n += 1;
@@ -123,7 +128,7 @@ test('Sentinel: the nodes follow a failover of the primary under traffic', async
   const took = Date.now() - killedAt;
   publishing = false;
   await traffic;
-  console.log(`# sentinel failover: cross-node delivery resumed ${took} ms after the primary was killed (event ${resumed.n})`);
+  console.log(`# ${what} failover: cross-node delivery resumed ${took} ms after the primary was killed (event ${resumed.n})`);
   assert.ok(took < 20000, `resumed after ${took} ms`);
 
   // One membership, no ghost, answered through either node; new events reach both nodes once.
@@ -143,5 +148,17 @@ test('Sentinel: the nodes follow a failover of the primary under traffic', async
   await delay(300);
   assert.deepEqual(onA.calls.map((e) => e.after), [1, 2, 3, 4, 5]);
   assert.deepEqual(onB.calls.slice(from).map((e) => e.after), [1, 2, 3, 4, 5]);
+  return a;
+}
+
+test('Sentinel: the nodes follow a failover of the primary under traffic', async (t) => {
+  const ha = await startSentinel(dir);
+  const a = await failover(t, 'sentinel', ha, () => ha.primary.kill());
   assert.match(a.logs(), /redis primary \(from the sentinels\)/);
+});
+
+test("Redis Cluster: the nodes follow a failover of the channel's shard under traffic", async (t) => {
+  const ha = await startRedisCluster(dir, { primaries: 3, replicas: 1 });
+  const a = await failover(t, 'cluster', ha, () => ha.primaryOf('{app-id:room}').kill());
+  assert.match(a.logs(), /connected to the redis cluster/);
 });

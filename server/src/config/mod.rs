@@ -61,6 +61,9 @@ pub struct Cli {
     /// The Sentinels' name of the primary [default: mymaster].
     #[arg(long, env = "CHORUS_REDIS_SENTINEL_MASTER")]
     pub redis_sentinel_master: Option<String>,
+    /// Redis Cluster: some of its nodes (comma-separated URLs; the others are discovered); redis_url then gives only user, password and TLS.
+    #[arg(long, env = "CHORUS_REDIS_CLUSTER_NODES", value_delimiter = ',')]
+    pub redis_cluster_nodes: Option<Vec<String>>,
     /// Prefix of Chorus's Redis keys and channel, so several deployments can share one Redis [default: chorus].
     #[arg(long, env = "CHORUS_REDIS_PREFIX")]
     pub redis_prefix: Option<String>,
@@ -176,6 +179,8 @@ pub struct Config {
     /// Sentinels asked for the primary named `redis_sentinel_master` (empty: `redis_url` is it).
     pub redis_sentinels: Vec<String>,
     pub redis_sentinel_master: String,
+    /// Nodes of a Redis Cluster to start from (empty: not a cluster).
+    pub redis_cluster_nodes: Vec<String>,
     pub redis_prefix: String,
     /// Seconds after which a silent node counts as dead and its presence members are removed.
     pub node_timeout: u64,
@@ -231,6 +236,7 @@ impl Default for Config {
             redis_url: "redis://127.0.0.1:6379".into(),
             redis_sentinels: Vec::new(),
             redis_sentinel_master: "mymaster".into(),
+            redis_cluster_nodes: Vec::new(),
             redis_prefix: "chorus".into(),
             node_timeout: 20,
             apps: Vec::new(),
@@ -322,6 +328,10 @@ impl Config {
         }
         if let Some(m) = &cli.redis_sentinel_master {
             config.redis_sentinel_master = m.clone();
+        }
+        if let Some(n) = &cli.redis_cluster_nodes {
+            config.redis_cluster_nodes =
+                n.iter().filter(|s| !s.trim().is_empty()).cloned().collect();
         }
         if let Some(p) = &cli.redis_prefix {
             config.redis_prefix = p.clone();
@@ -434,9 +444,17 @@ impl Config {
                 "redis_sentinel_master must name the primary the sentinels watch".into(),
             );
         }
-        if self.redis_prefix.is_empty() || !self.redis_prefix.chars().all(plain) {
+        if !self.redis_sentinels.is_empty() && !self.redis_cluster_nodes.is_empty() {
             return invalid(
-                "redis_prefix must be non-empty, without spaces, ':' or control characters".into(),
+                "redis_sentinels and redis_cluster_nodes exclude each other: a Redis Cluster fails over by itself".into(),
+            );
+        }
+        // Braces would move the hash tag that keeps a channel's keys in one cluster slot.
+        let in_prefix = |c: char| plain(c) && c != '{' && c != '}';
+        if self.redis_prefix.is_empty() || !self.redis_prefix.chars().all(in_prefix) {
+            return invalid(
+                "redis_prefix must be non-empty, without spaces, ':', '{', '}' or control characters"
+                    .into(),
             );
         }
         let mut ids = std::collections::HashSet::new();

@@ -141,3 +141,21 @@ fn sentinels_come_from_a_comma_separated_flag_and_need_a_master_name() {
     c.redis_sentinel_master = " ".into();
     assert!(c.validate().is_err());
 }
+
+#[test]
+fn cluster_nodes_come_from_a_comma_separated_flag_and_exclude_sentinels() {
+    let cli = Cli::try_parse_from([
+        "chorus",
+        "--redis-cluster-nodes",
+        "redis://127.0.0.1:7000,redis://127.0.0.1:7001",
+    ])
+    .unwrap();
+    let loaded = Config::load(&cli).unwrap();
+    assert_eq!(loaded.config.redis_cluster_nodes.len(), 2);
+    let mut c = loaded.config;
+    assert!(c.validate().is_ok());
+    c.redis_sentinels = vec!["redis://127.0.0.1:26379".into()];
+    assert!(c.validate().is_err());
+    let c: Config = toml::from_str("redis_prefix = \"a{b}\"").unwrap();
+    assert!(c.validate().is_err(), "braces would move the hash tag");
+}

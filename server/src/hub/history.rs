@@ -10,7 +10,7 @@
 //! A stream starts with the channel's first event, not with a subscriber (subscribing to channels
 //! in a loop must not leave streams behind). A subscriber to a channel with no stream gets an
 //! *origin* position, `{genesis}.{ms}` at offset 0: this history's identity (random per process
-//! here; per app in Redis) and the time it was given. Recovering from it replays the channel's
+//! here; per Redis Cluster slot in Redis, kept in that slot) and the time it was given. Recovering from it replays the channel's
 //! stream from its first event, which is exact as long as the origin is younger than `ttl`: a
 //! stream started after it and already dropped again would have had to sit unused for `ttl`.
 //! An older origin gets `expired`, one of another history `epoch_changed`.

@@ -123,6 +123,73 @@ export async function startSentinel(dir) {
 }
 
 /**
+ * A Redis Cluster of `primaries` primaries, each with `replicas` replicas, each a redis-server on
+ * a free loopback port, joined by `redis-cli --cluster create` (a replica takes over its primary's
+ * slots 2 s after the primary stops answering). Resolves once every node says `cluster_state:ok`.
+ * `settings` are chorus's (`redis_cluster_nodes`); `primaryOf(key)` is the server serving `key`.
+ */
+export async function startRedisCluster(dir, { primaries = 3, replicas = 0 } = {}) {
+  const { mkdtemp } = await import('node:fs/promises');
+  const { execFileSync } = await import('node:child_process');
+  const path = await import('node:path');
+  const nodes = [];
+  const cli = (port, ...args) => execFileSync('redis-cli', ['-p', String(port), ...args], { timeout: 10000 }).toString();
+  try {
+    for (let i = 0; i < primaries * (1 + replicas); i++) {
+      const port = await freePort();
+      nodes.push(
+        await startRedis(await mkdtemp(path.join(dir, `shard-${i}-`)), {
+          port,
+          args: ['--cluster-enabled', 'yes', '--cluster-config-file', `nodes-${port}.conf`, '--cluster-node-timeout', '2000', '--cluster-replica-validity-factor', '0'],
+        }),
+      );
+    }
+    const addrs = nodes.map((n) => `${HOST}:${n.port}`);
+    execFileSync('redis-cli', ['--cluster', 'create', ...addrs, '--cluster-replicas', String(replicas), '--cluster-yes'], {
+      stdio: 'pipe',
+      timeout: 30000,
+    });
+    const deadline = Date.now() + 20000;
+    const ok = (n) => cli(n.port, 'cluster', 'info').includes('cluster_state:ok');
+    while (!nodes.every(ok)) {
+      if (Date.now() > deadline) throw new Error('the redis cluster did not reach cluster_state:ok within 20 s');
+      await delay(100);
+    }
+  } catch (err) {
+    for (const n of nodes) await n.stop();
+    throw err;
+  }
+  return {
+    nodes,
+    settings: { redis_cluster_nodes: nodes.slice(0, primaries).map((n) => n.url) },
+    /** The node that serves `key` now (asked of any live node). */
+    primaryOf(key) {
+      for (const n of nodes) {
+        try {
+          const slot = Number(cli(n.port, 'cluster', 'keyslot', key).trim());
+          // "<id> <ip:port@bus> <flags> <primary> <ping> <pong> <epoch> <link> <slot ranges…>"
+          for (const line of cli(n.port, 'cluster', 'nodes').split('\n')) {
+            const f = line.split(' ');
+            if (!f[2]?.includes('master') || f[2].includes('fail')) continue;
+            const port = Number(f[1].split(':')[1].split('@')[0]);
+            for (const range of f.slice(8)) {
+              const [lo, hi = lo] = range.split('-').map(Number);
+              if (slot >= lo && slot <= hi) return nodes.find((x) => x.port === port);
+            }
+          }
+        } catch {
+          /* a dead node: ask the next */
+        }
+      }
+      return undefined;
+    },
+    async stop() {
+      for (const n of nodes) await n.stop();
+    },
+  };
+}
+
+/**
  * `count` chorus nodes with the Redis adapter (`settings`: redis_url or the Sentinel keys, and any
  * other top-level key), each returned once it reached Redis (`/up` says ok).
  */

@@ -34,6 +34,8 @@ pub struct RedisSettings {
     /// Sentinels to ask for the primary of `sentinel_master` (empty: `url` is the server).
     pub sentinels: Vec<String>,
     pub sentinel_master: String,
+    /// Nodes of a Redis Cluster to start from (empty: `url` or the Sentinels).
+    pub cluster_nodes: Vec<String>,
     /// Prefix of every key and of the pub/sub channel, so several deployments can share a Redis.
     pub prefix: String,
     /// A node that has not heartbeated for this long is dead; its members are removed.
@@ -61,6 +63,7 @@ impl RedisAdapter {
             &settings.url,
             &settings.sentinels,
             &settings.sentinel_master,
+            &settings.cluster_nodes,
         )?);
         let commands = link.commands()?;
         let node = format!("{:016x}", rand::random::<u64>());
@@ -71,6 +74,7 @@ impl RedisAdapter {
             settings.prefix,
             settings.node_timeout,
             node,
+            link.is_cluster(),
             Arc::clone(&health),
         ));
         let writer = Writer::start(Arc::clone(&scripts), Arc::clone(&apps));
@@ -514,18 +518,7 @@ impl Adapter for RedisAdapter {
         let inner = Arc::clone(&self.inner);
         let app_id = app.config().id.clone();
         let channel = channel.to_owned();
-        Box::pin(async move {
-            let list = inner.scripts.channels(&app_id, &channel).await?;
-            let presence = ChannelKind::of(&channel) == ChannelKind::Presence;
-            Ok(list
-                .into_iter()
-                .find(|(name, _)| *name == channel)
-                .map(|(_, info)| info)
-                .unwrap_or(ChannelInfo {
-                    subscription_count: 0,
-                    user_count: presence.then_some(0),
-                }))
-        })
+        Box::pin(async move { inner.scripts.channel_info(&app_id, &channel).await })
     }
 
     fn channels(

@@ -37,7 +37,7 @@ impl LinkHealth {
     /// What a heartbeat saw: how long it took and which nodes are alive.
     pub fn heartbeat(&self, took: Duration, mut nodes: Vec<String>) {
         self.round_trip_us
-            .store(took.as_micros() as u64, Ordering::Relaxed);
+            .store((took.as_micros() as u64).max(1), Ordering::Relaxed);
         nodes.sort();
         *self.nodes.lock() = nodes;
     }
@@ -88,8 +88,11 @@ impl LinkHealth {
         self.subscribed.store(subscribed, Ordering::Release);
     }
 
+    /// Ok once subscribed, commands work and a heartbeat has put this node on the list (a node
+    /// unlisted when it dies would never be reaped).
     pub fn health(&self) -> Health {
-        if self.subscribed.load(Ordering::Acquire) && self.commands_ok() {
+        let listed = self.round_trip_us.load(Ordering::Relaxed) > 0;
+        if self.subscribed.load(Ordering::Acquire) && self.commands_ok() && listed {
             Health::Ok
         } else {
             Health::Degraded(self.last_error.lock().clone())

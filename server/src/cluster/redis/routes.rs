@@ -1,6 +1,7 @@
 //! Per-channel routing: this node is subscribed in Redis to the pub/sub channel of every channel
-//! it has a local subscriber on (`{prefix}:c:{app}:{channel}`), and to nothing else but the bus
-//! (`{prefix}:bus`, for messages about users); so it receives only the events it delivers.
+//! it has a local subscriber on (its route, `keys::route`), and to nothing else but the bus
+//! (`keys::bus`, for messages about users); so it receives only the events it delivers. On a
+//! Redis Cluster routes are sharded channels (`SSUBSCRIBE`): each flows through its slot's shard.
 //!
 //! One task owns the subscription's sink and applies the changes in order: a channel's first
 //! local subscriber waits for its `SUBSCRIBE` to be confirmed (one Redis round trip), so no event
@@ -11,7 +12,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use futures_util::future::try_join_all;
 use redis::aio::PubSubSink;
+use redis::cluster_async::ClusterConnection;
 use tokio::sync::{mpsc, oneshot, Notify};
 
 use super::link::OP_TIMEOUT;
@@ -21,14 +24,39 @@ const QUEUE: usize = 16_384;
 /// Changes applied in one go.
 const BATCH: usize = 512;
 
-/// The pub/sub channel every node listens to (messages about users).
-pub fn bus(prefix: &str) -> String {
-    format!("{prefix}:bus")
+/// Where route subscriptions are made: the bus connection of a single Redis, or a Redis Cluster
+/// connection (whose sharded subscriptions go to each route's shard, and are made again by the
+/// client after a reconnection).
+pub enum Sink {
+    Plain(PubSubSink),
+    Cluster(ClusterConnection),
 }
 
-/// The pub/sub channel carrying `channel`'s events (the Lua scripts build the same name).
-pub fn route(prefix: &str, app: &str, channel: &str) -> String {
-    format!("{prefix}:c:{app}:{channel}")
+impl Sink {
+    async fn subscribe(&mut self, routes: &[String]) -> redis::RedisResult<()> {
+        match self {
+            Self::Plain(s) => s.subscribe(routes).await,
+            // One SSUBSCRIBE per route: a command may only name channels of one slot.
+            Self::Cluster(c) => try_join_all(routes.iter().map(|r| {
+                let mut c = c.clone();
+                async move { c.ssubscribe(r).await }
+            }))
+            .await
+            .map(drop),
+        }
+    }
+
+    async fn unsubscribe(&mut self, routes: &[String]) -> redis::RedisResult<()> {
+        match self {
+            Self::Plain(s) => s.unsubscribe(routes).await,
+            Self::Cluster(c) => try_join_all(routes.iter().map(|r| {
+                let mut c = c.clone();
+                async move { c.sunsubscribe(r).await }
+            }))
+            .await
+            .map(drop),
+        }
+    }
 }
 
 enum Change {
@@ -37,7 +65,7 @@ enum Change {
     Add(String, oneshot::Sender<()>),
     Remove(String),
     /// A new bus connection: subscribe to everything wanted on it.
-    Connected(PubSubSink),
+    Connected(Sink),
     Disconnected,
 }
 
@@ -78,7 +106,7 @@ impl Routes {
         }
     }
 
-    pub async fn connected(&self, sink: PubSubSink) {
+    pub async fn connected(&self, sink: Sink) {
         let _ = self.changes.send(Change::Connected(sink)).await;
     }
 
@@ -95,7 +123,7 @@ impl Routes {
 async fn run(mut rx: mpsc::Receiver<Change>, broken: Arc<Notify>) {
     // Local subscribers per route, as this node counts them.
     let mut wanted: HashMap<String, usize> = HashMap::new();
-    let mut sink: Option<PubSubSink> = None;
+    let mut sink: Option<Sink> = None;
     let mut batch = Vec::with_capacity(BATCH);
     while rx.recv_many(&mut batch, BATCH).await > 0 {
         let mut subscribe = Vec::new();

@@ -1,88 +1,63 @@
-//! The Lua scripts (`lua/*.lua`, each documenting its `ARGV`) behind typed calls: the one place
-//! that knows each script's argument order and the shape of its reply. Every call is bounded by
-//! [`OP_TIMEOUT`] and reports to [`LinkHealth`].
+//! Every Redis call, typed: the Lua scripts (`lua/*.lua`, each documenting its `KEYS` and `ARGV`)
+//! and the few plain commands. The one place that knows each script's argument order and the
+//! shape of its reply. Every call is bounded by [`OP_TIMEOUT`] and reports to [`LinkHealth`].
+//!
+//! Two ways in: the writer's pipelined writes go into a [`Batch`] (this file); the calls whose
+//! answer the caller waits for are in `scripts/calls.rs`. On a Redis Cluster a pipeline may only
+//! touch one slot, so [`Scripts::send`] cuts a batch into one pipeline per hash tag (a channel's
+//! writes stay in order: they share its tag) and sends those side by side.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::Utf8Bytes;
-use chorus_protocol::frame::{RecoverFrom, StreamPosition};
-use redis::aio::ConnectionManager;
-
-use super::link::{Commands, OP_TIMEOUT};
-use redis::{Pipeline, Script};
+use futures_util::future::join_all;
+use redis::{Cmd, Pipeline, Script, Value};
 
 use super::health::LinkHealth;
+use super::keys;
+use super::link::{Commands, Conn, OP_TIMEOUT};
 use crate::error::AdapterError;
 use crate::hub::cache::CACHE_TTL;
-use crate::hub::channels::ChannelInfo;
-use crate::hub::history::{new_epoch, HistoryPolicy, RecoveryFailure};
-use crate::hub::presence::PresenceMember;
+use crate::hub::history::{new_epoch, HistoryPolicy};
 use crate::wire::{self, OpenFrame};
+
+mod calls;
+
+pub use calls::{Join, Orphan, ReadHistory};
 
 const PRELUDE: &str = include_str!("lua/prelude.lua");
 
-/// What the node's calls have in common: the connection, the key prefix, the node timeout and
-/// this node's id (the first arguments of every script).
+fn script(body: &str) -> Script {
+    Script::new(&format!("{PRELUDE}{body}"))
+}
+
+/// What the node's calls have in common: the connection, the key prefix, this node's id and
+/// whether Redis is a cluster (sharded pub/sub, one slot per pipeline).
 pub struct Scripts {
     conn: Commands,
     prefix: String,
     timeout_ms: u64,
     node: String,
+    cluster: bool,
     health: Arc<LinkHealth>,
     join: Script,
     leave: Script,
     user_delta: Script,
     users_online: Script,
-    subscription_delta: Script,
-    channels: Script,
     users: Script,
+    app_channels: Script,
+    channel_info: Script,
     heartbeat: Script,
     reap: Script,
-    clear: Script,
+    reap_channel: Script,
+    reap_app: Script,
     read_history: Script,
-    /// Sources of the scripts sent as plain EVAL in pipelines (see [`Self::pipe_eval`]).
+    /// Sources of the scripts sent as plain EVAL in pipelines (the script may not be cached yet).
     subscription_delta_source: String,
     publish_history_source: String,
     subscription_count_source: String,
-}
-
-/// A presence connection joining ([`Scripts::join`]).
-pub struct Join<'a> {
-    pub app: &'a str,
-    pub channel: &'a str,
-    pub member: &'a PresenceMember,
-    /// Resync: the user's connection count on this node to set (and no member list wanted).
-    pub set_count: Option<usize>,
-}
-
-/// What a join learned.
-pub struct Joined {
-    /// The user had no connection anywhere in the cluster before.
-    pub is_new: bool,
-    /// The cluster's members as `subscription_succeeded` data (not fetched on resync).
-    pub presence_data: String,
-    /// How many members that is.
-    pub members: usize,
-}
-
-/// A history read ([`Scripts::read_history`]).
-pub struct ReadHistory<'a> {
-    pub app: &'a str,
-    pub channel: &'a str,
-    pub policy: &'a HistoryPolicy,
-    /// With it, the frames after it; without, the newest `limit` frames.
-    pub from: Option<&'a RecoverFrom>,
-    pub limit: usize,
-}
-
-/// What a history read found.
-pub struct HistoryRead {
-    /// The channel's newest position.
-    pub top: StreamPosition,
-    /// The frames, oldest first; a recovery that cannot be served says why.
-    pub frames: Result<Vec<Utf8Bytes>, RecoveryFailure>,
+    index_source: String,
 }
 
 /// An event on a channel with history, positioned and published by Redis.
@@ -96,27 +71,27 @@ pub struct PublishHistory<'a> {
     pub except: Option<&'a str>,
 }
 
-/// What reaping dead nodes left behind.
-#[derive(Debug, Default)]
-pub struct Reaped {
-    /// Presence members that were only on dead nodes, each once.
-    pub members: Vec<Orphan>,
-    /// (app, channel) of channels whose subscribers were all on dead nodes, each once.
-    pub vacated: Vec<(String, String)>,
-    /// (app, user id) of signed-in users that were only on dead nodes, each once.
-    pub offline: Vec<(String, String)>,
+/// Commands sent together by [`Scripts::send`]; on a Redis Cluster each with the hash tag of what
+/// it touches (a single Redis needs none: no allocation on its path). Made by [`Scripts::batch`].
+pub struct Batch {
+    cluster: bool,
+    cmds: Vec<(String, Cmd, bool)>,
 }
 
-/// A presence member that was only on a dead node.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Orphan {
-    pub app: String,
-    pub channel: String,
-    pub user_id: String,
-}
+impl Batch {
+    pub fn is_empty(&self) -> bool {
+        self.cmds.is_empty()
+    }
 
-fn script(body: &str) -> Script {
-    Script::new(&format!("{PRELUDE}{body}"))
+    /// `reply`: the command's reply is one of [`Scripts::send`]'s results (else it is dropped).
+    fn push(&mut self, name: &str, cmd: Cmd, reply: bool) {
+        let tag = if self.cluster {
+            keys::tag(name).to_owned()
+        } else {
+            String::new()
+        };
+        self.cmds.push((tag, cmd, reply));
+    }
 }
 
 impl Scripts {
@@ -125,33 +100,33 @@ impl Scripts {
         prefix: String,
         node_timeout: Duration,
         node: String,
+        cluster: bool,
         health: Arc<LinkHealth>,
     ) -> Self {
-        let publish_history = include_str!("lua/publish_history.lua");
-        let subscription_delta = include_str!("lua/subscription_delta.lua");
+        let source = |body: &str| format!("{PRELUDE}{body}");
         Self {
             conn,
             prefix,
             timeout_ms: node_timeout.as_millis() as u64,
             node,
+            cluster,
             health,
             join: script(include_str!("lua/join.lua")),
+            leave: script(include_str!("lua/leave.lua")),
             user_delta: script(include_str!("lua/user_delta.lua")),
             users_online: script(include_str!("lua/users_online.lua")),
-            leave: script(include_str!("lua/leave.lua")),
-            subscription_delta: script(subscription_delta),
-            channels: script(include_str!("lua/channels.lua")),
             users: script(include_str!("lua/users.lua")),
+            app_channels: script(include_str!("lua/app_channels.lua")),
+            channel_info: script(include_str!("lua/channel_info.lua")),
             heartbeat: script(include_str!("lua/heartbeat.lua")),
             reap: script(include_str!("lua/reap.lua")),
-            clear: script(include_str!("lua/clear.lua")),
+            reap_channel: script(include_str!("lua/reap_channel.lua")),
+            reap_app: script(include_str!("lua/reap_app.lua")),
             read_history: script(include_str!("lua/read_history.lua")),
-            subscription_delta_source: format!("{PRELUDE}{subscription_delta}"),
-            publish_history_source: format!("{PRELUDE}{publish_history}"),
-            subscription_count_source: format!(
-                "{PRELUDE}{}",
-                include_str!("lua/subscription_count.lua")
-            ),
+            subscription_delta_source: source(include_str!("lua/subscription_delta.lua")),
+            publish_history_source: source(include_str!("lua/publish_history.lua")),
+            subscription_count_source: source(include_str!("lua/subscription_count.lua")),
+            index_source: source(include_str!("lua/index.lua")),
         }
     }
 
@@ -167,270 +142,144 @@ impl Scripts {
         &self.health
     }
 
-    /// The pub/sub channel every node listens on (messages about users).
-    pub fn bus(&self) -> String {
-        super::routes::bus(&self.prefix)
-    }
-
-    /// The pub/sub channel of `channel`'s events, which only nodes serving it listen on.
-    pub fn route(&self, app: &str, channel: &str) -> String {
-        super::routes::route(&self.prefix, app, channel)
-    }
-
-    pub async fn join(&self, j: Join<'_>) -> Result<Joined, AdapterError> {
-        let info = j.member.user_info.as_ref().map_or("null", |r| r.get());
-        let count = j.set_count.map(|c| c.to_string());
-        let mut args = vec![
-            self.node.as_str(),
-            j.app,
-            j.channel,
-            j.member.user_id.as_str(),
-            info,
-        ];
-        args.extend(count.as_deref());
-        let (is_new, flat): (i64, Vec<String>) = self.run(&self.join, &args).await?;
-        Ok(Joined {
-            is_new: is_new == 1,
-            presence_data: presence_data(&flat),
-            members: flat.len() / 2,
-        })
-    }
-
-    /// Returns whether it was the user's last connection in the cluster.
-    pub async fn leave(
-        &self,
-        app: &str,
-        channel: &str,
-        user_id: &str,
-    ) -> Result<bool, AdapterError> {
-        let args = [self.node.as_str(), app, channel, user_id];
-        let gone: i64 = self.run(&self.leave, &args).await?;
-        Ok(gone == 1)
-    }
-
-    pub async fn subscription_delta(
-        &self,
-        app: &str,
-        channel: &str,
-        delta: i64,
-    ) -> Result<(), AdapterError> {
-        let delta = delta.to_string();
-        let args = [self.node.as_str(), app, channel, &delta];
-        self.run::<i64>(&self.subscription_delta, &args).await?;
-        Ok(())
-    }
-
-    /// This node's signed-in connections of `user_id` change by `delta`: 1 when the user came
-    /// online in the cluster, -1 when it went offline, else 0.
-    pub async fn user_delta(
-        &self,
-        app: &str,
-        user_id: &str,
-        delta: i64,
-    ) -> Result<i64, AdapterError> {
-        let delta = delta.to_string();
-        self.run(
-            &self.user_delta,
-            &[self.node.as_str(), app, user_id, &delta],
-        )
-        .await
-    }
-
-    /// Which of `user_ids` are signed in on a live node.
-    pub async fn users_online(
-        &self,
-        app: &str,
-        user_ids: &[String],
-    ) -> Result<Vec<String>, AdapterError> {
-        let mut args = vec![app];
-        args.extend(user_ids.iter().map(String::as_str));
-        self.run(&self.users_online, &args).await
-    }
-
-    /// The cluster's occupied channels of `app` whose name starts with `filter`.
-    pub async fn channels(
-        &self,
-        app: &str,
-        filter: &str,
-    ) -> Result<Vec<(String, ChannelInfo)>, AdapterError> {
-        let flat: Vec<redis::Value> = self.run(&self.channels, &[app, filter]).await?;
-        Ok(parse_channels(flat))
-    }
-
-    pub async fn users(&self, app: &str, channel: &str) -> Result<Vec<String>, AdapterError> {
-        self.run(&self.users, &[app, channel]).await
-    }
-
-    /// Returns whether this node's state was still in Redis.
-    pub async fn heartbeat(&self) -> Result<bool, AdapterError> {
-        let start = std::time::Instant::now();
-        let (existed, mut nodes): (i64, Vec<String>) =
-            self.run(&self.heartbeat, &[&self.node]).await?;
-        if !nodes.contains(&self.node) {
-            nodes.push(self.node.clone());
+    /// An empty batch for [`Scripts::send`].
+    pub fn batch(&self) -> Batch {
+        Batch {
+            cluster: self.cluster,
+            cmds: Vec::new(),
         }
-        self.health.heartbeat(start.elapsed(), nodes);
-        Ok(existed == 1)
     }
 
-    /// Removes dead nodes; returns the members and channels that only they had.
-    pub async fn reap(&self) -> Result<Reaped, AdapterError> {
-        let (members, vacated, offline): (Vec<String>, Vec<String>, Vec<String>) =
-            self.run(&self.reap, &[]).await?;
-        let mut seen = HashSet::new();
-        let members = members
-            .chunks_exact(3)
-            .map(|t| Orphan {
-                app: t[0].clone(),
-                channel: t[1].clone(),
-                user_id: t[2].clone(),
-            })
-            .filter(|o| seen.insert(o.clone()))
-            .collect();
-        let pairs = |flat: Vec<String>| {
-            let mut seen = HashSet::new();
-            flat.chunks_exact(2)
-                .map(|t| (t[0].clone(), t[1].clone()))
-                .filter(|c| seen.insert(c.clone()))
-                .collect()
-        };
-        Ok(Reaped {
-            members,
-            vacated: pairs(vacated),
-            offline: pairs(offline),
-        })
+    fn channel_base(&self, app: &str, channel: &str) -> String {
+        keys::channel(&self.prefix, app, channel)
     }
 
-    /// Deletes this node's state.
-    pub async fn clear(&self) -> Result<(), AdapterError> {
-        self.run::<i64>(&self.clear, &[&self.node]).await?;
-        Ok(())
+    fn app_base(&self, app: &str) -> String {
+        keys::app(&self.prefix, app)
     }
 
-    pub async fn read_history(&self, r: ReadHistory<'_>) -> Result<HistoryRead, AdapterError> {
-        let ttl = (r.policy.ttl.as_millis() as u64).to_string();
-        let epoch = new_epoch();
-        let (from_epoch, from_offset, skip) = match r.from {
-            Some(f) => (
-                f.position.epoch.as_str(),
-                f.position.offset.to_string(),
-                f.socket_id.as_deref().unwrap_or(""),
-            ),
-            None => ("", "0".to_owned(), ""),
-        };
-        let limit = r.limit.to_string();
-        let args = [
-            r.app,
-            r.channel,
-            &ttl,
-            &epoch,
-            from_epoch,
-            &from_offset,
-            &limit,
-            skip,
-        ];
-        let (epoch, top, status, frames): (String, u64, String, Vec<String>) =
-            self.run(&self.read_history, &args).await?;
-        let frames = match status.as_str() {
-            "none" | "ok" => Ok(frames.into_iter().map(Utf8Bytes::from).collect()),
-            other => Err(RecoveryFailure::from_reason(other).ok_or_else(|| {
-                AdapterError(format!("redis: unexpected history status {other:?}"))
-            })?),
-        };
-        Ok(HistoryRead {
-            top: StreamPosition { epoch, offset: top },
-            frames,
-        })
+    /// A channel's route: only nodes serving it listen (sharded pub/sub on a Redis Cluster, so it
+    /// flows through its slot's shard only).
+    pub fn route(&self, app: &str, channel: &str) -> String {
+        keys::route(&self.prefix, app, channel)
     }
 
-    /// Adds a subscription count change to a pipeline; its reply (1 occupied, -1 vacated, 0)
-    /// is one of the pipeline's results.
-    pub fn pipe_subscription_delta(
-        &self,
-        pipe: &mut Pipeline,
-        app: &str,
-        channel: &str,
-        delta: i64,
-    ) {
-        self.pipe_eval(pipe, &self.subscription_delta_source)
-            .arg(&self.node)
-            .arg(app)
+    /// The command that publishes on a route.
+    fn route_publish(&self) -> &'static str {
+        if self.cluster {
+            "SPUBLISH"
+        } else {
+            "PUBLISH"
+        }
+    }
+
+    /// A message on a channel's route, or (`route` false) on the bus.
+    pub fn publish(&self, batch: &mut Batch, to: &str, msg: &str, route: bool) {
+        let mut cmd = redis::cmd(if route {
+            self.route_publish()
+        } else {
+            "PUBLISH"
+        });
+        cmd.arg(to).arg(msg);
+        batch.push(to, cmd, false);
+    }
+
+    /// This node's subscription count of a channel changes; its reply (see
+    /// [`Scripts::delta_reply`]) says whether the channel became occupied or vacated.
+    pub fn subscription_delta(&self, batch: &mut Batch, app: &str, channel: &str, delta: i64) {
+        let base = self.channel_base(app, channel);
+        let mut cmd = eval(&self.subscription_delta_source, &base);
+        cmd.arg(&self.node).arg(delta);
+        batch.push(&base, cmd, true);
+    }
+
+    /// The reply of [`Scripts::subscription_delta`]: (1 occupied / -1 vacated / 0, this node's
+    /// count now).
+    pub fn delta_reply(value: &Value) -> (i64, i64) {
+        redis::from_redis_value_ref::<(i64, i64)>(value).unwrap_or((0, 1))
+    }
+
+    /// Whether this node serves `channel`, for the app's channel listing.
+    pub fn index(&self, batch: &mut Batch, app: &str, channel: &str, serves: bool) {
+        let base = self.app_base(app);
+        let mut cmd = eval(&self.index_source, &base);
+        cmd.arg(&self.node)
             .arg(channel)
-            .arg(delta);
+            .arg(if serves { "1" } else { "0" });
+        batch.push(&base, cmd, false);
     }
 
-    /// Adds a subscription count announcement to a pipeline: with `envelope_prefix` the count is
-    /// published to every node's subscribers; its reply (the count) is one of the pipeline's
-    /// results.
-    pub fn pipe_subscription_count(
+    /// A channel's subscription count, summed over the nodes; with `envelope_prefix` it is also
+    /// published to every node's subscribers. The reply is the count.
+    pub fn subscription_count(
         &self,
-        pipe: &mut Pipeline,
+        batch: &mut Batch,
         app: &str,
         channel: &str,
         envelope_prefix: Option<&str>,
     ) {
-        self.pipe_eval(pipe, &self.subscription_count_source)
-            .arg(app)
-            .arg(channel)
-            .arg(wire::json(channel))
-            .arg(envelope_prefix.unwrap_or(""));
+        let base = self.channel_base(app, channel);
+        let mut cmd = eval(&self.subscription_count_source, &base);
+        cmd.arg(wire::json(channel))
+            .arg(envelope_prefix.unwrap_or(""))
+            .arg(self.route_publish())
+            .arg(self.route(app, channel));
+        batch.push(&base, cmd, true);
     }
 
-    /// Adds a cache channel's last event to a pipeline (kept [`CACHE_TTL`], as Pusher).
-    pub fn pipe_cache(&self, pipe: &mut Pipeline, app: &str, channel: &str, frame: &str) {
-        pipe.cmd("SET")
-            .arg(self.cache_key(app, channel))
+    /// A cache channel's last event (kept [`CACHE_TTL`], as Pusher).
+    pub fn cache(&self, batch: &mut Batch, app: &str, channel: &str, frame: &str) {
+        let key = keys::cache(&self.channel_base(app, channel));
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(&key)
             .arg(frame)
             .arg("PX")
-            .arg(CACHE_TTL.as_millis() as u64)
-            .ignore();
+            .arg(CACHE_TTL.as_millis() as u64);
+        batch.push(&key, cmd, false);
     }
 
-    /// A cache channel's last event, if Redis has one.
-    pub async fn cache_get(
-        &self,
-        app: &str,
-        channel: &str,
-    ) -> Result<Option<String>, AdapterError> {
-        let mut conn = self.connection()?;
-        let mut cmd = redis::cmd("GET");
-        cmd.arg(self.cache_key(app, channel));
-        self.bounded(cmd.query_async::<Option<String>>(&mut conn))
-            .await
-    }
-
-    fn cache_key(&self, app: &str, channel: &str) -> String {
-        format!("{}:cache:{app}:{channel}", self.prefix)
-    }
-
-    /// Adds a history event to a pipeline.
-    pub fn pipe_publish_history(&self, pipe: &mut Pipeline, p: PublishHistory<'_>) {
-        self.pipe_eval(pipe, &self.publish_history_source)
-            .arg(p.app)
-            .arg(p.channel)
-            .arg(p.policy.ttl.as_millis() as u64)
+    /// An event on a channel with history.
+    pub fn publish_history(&self, batch: &mut Batch, p: PublishHistory<'_>) {
+        let base = self.channel_base(p.app, p.channel);
+        let mut cmd = eval(&self.publish_history_source, &base);
+        cmd.arg(p.policy.ttl.as_millis() as u64)
             .arg(p.policy.size)
             .arg(new_epoch())
             .arg(p.frame.as_str())
             .arg(p.envelope_prefix)
             .arg(p.except.unwrap_or(""))
-            .ignore();
+            .arg(self.route_publish())
+            .arg(self.route(p.app, p.channel));
+        batch.push(&base, cmd, false);
     }
 
-    /// EVAL (not EVALSHA) inside a pipeline: the script may not be cached yet.
-    fn pipe_eval<'p>(&self, pipe: &'p mut Pipeline, source: &str) -> &'p mut Pipeline {
-        pipe.cmd("EVAL")
-            .arg(source)
-            .arg(0)
-            .arg(&self.prefix)
-            .arg(self.timeout_ms)
-    }
-
-    /// Sends a pipeline; returns the replies of its commands not ignored, or `None` when Redis
-    /// did not take it.
-    pub async fn send(&self, pipe: &Pipeline) -> Option<Vec<i64>> {
-        let mut conn = self.connection().ok()?;
-        match tokio::time::timeout(OP_TIMEOUT, pipe.query_async::<Vec<i64>>(&mut conn)).await {
+    /// Sends the batches, each after the one before it has been applied (a single Redis takes
+    /// them as one pipeline, in order). Returns the replies asked for, in order, or `None` when
+    /// Redis did not take them all.
+    pub async fn send(&self, batches: Vec<Batch>) -> Option<Vec<Value>> {
+        let conn = self.connection().ok()?;
+        let sent = tokio::time::timeout(OP_TIMEOUT, async {
+            let mut replies = Vec::new();
+            if self.cluster {
+                for batch in batches.into_iter().filter(|b| !b.is_empty()) {
+                    replies.extend(send_by_slot(&conn, batch).await?);
+                }
+            } else {
+                let mut pipe = redis::pipe();
+                for (_, cmd, reply) in batches.into_iter().flat_map(|b| b.cmds) {
+                    pipe.add_command(cmd);
+                    if !reply {
+                        pipe.ignore();
+                    }
+                }
+                if !pipe.is_empty() {
+                    replies = pipe.query_async(&mut conn.clone()).await?;
+                }
+            }
+            Ok::<_, redis::RedisError>(replies)
+        })
+        .await;
+        match sent {
             Ok(Ok(replies)) => {
                 self.health.succeeded();
                 Some(replies)
@@ -446,25 +295,24 @@ impl Scripts {
         }
     }
 
-    /// The command connection; none while the Sentinels have not named a primary yet.
-    fn connection(&self) -> Result<ConnectionManager, AdapterError> {
+    /// The command connection; none while the Sentinels (or the cluster) have not answered yet
+    /// (`link::follow_primary` reports why).
+    fn connection(&self) -> Result<Conn, AdapterError> {
         match self.conn.load_full() {
             Some(conn) => Ok((*conn).clone()),
-            None => {
-                self.health.failed("redis", &"no primary known yet");
-                Err(AdapterError("redis: no primary known yet".into()))
-            }
+            None => Err(AdapterError("redis: not connected yet".into())),
         }
     }
 
-    /// Runs a script with the common arguments (prefix, timeout) followed by `args`.
+    /// Runs a script on the keys under `base` with `args`.
     async fn run<T: redis::FromRedisValue>(
         &self,
         script: &Script,
+        base: &str,
         args: &[&str],
     ) -> Result<T, AdapterError> {
         let mut inv = script.prepare_invoke();
-        inv.arg(&self.prefix).arg(self.timeout_ms);
+        inv.key(base);
         for a in args {
             inv.arg(*a);
         }
@@ -494,38 +342,43 @@ impl Scripts {
     }
 }
 
-/// `subscription_succeeded` data from flat id/info pairs (infos are JSON we stored).
-fn presence_data(flat: &[String]) -> String {
-    let members: Vec<(&str, Box<serde_json::value::RawValue>)> = flat
-        .chunks_exact(2)
-        .map(|pair| {
-            let info = serde_json::value::RawValue::from_string(pair[1].clone())
-                .unwrap_or_else(|_| serde_json::value::RawValue::NULL.to_owned());
-            (pair[0].as_str(), info)
-        })
-        .collect();
-    wire::presence_data(members.iter().map(|(id, info)| (*id, &**info)))
+/// EVAL of a script on the keys under `base`.
+fn eval(source: &str, base: &str) -> Cmd {
+    let mut cmd = redis::cmd("EVAL");
+    cmd.arg(source).arg(1).arg(base);
+    cmd
 }
 
-fn parse_channels(flat: Vec<redis::Value>) -> Vec<(String, ChannelInfo)> {
-    let mut out = Vec::new();
-    for triple in flat.chunks(3) {
-        if let [name, subs, users] = triple {
-            let (Ok(name), Ok(subs), Ok(users)) = (
-                redis::from_redis_value_ref::<String>(name),
-                redis::from_redis_value_ref::<i64>(subs),
-                redis::from_redis_value_ref::<i64>(users),
-            ) else {
-                continue;
-            };
-            out.push((
-                name,
-                ChannelInfo {
-                    subscription_count: subs.max(0) as usize,
-                    user_count: (users >= 0).then_some(users as usize),
-                },
-            ));
+/// A Redis Cluster takes a pipeline within one slot only: one pipeline per hash tag (in the
+/// batch's order within it), all sent at once; the replies put back in the batch's order.
+async fn send_by_slot(conn: &Conn, batch: Batch) -> redis::RedisResult<Vec<Value>> {
+    let mut groups: Vec<(Pipeline, Vec<usize>)> = Vec::new();
+    let mut by_tag: HashMap<String, usize> = HashMap::new();
+    let mut replies = 0;
+    for (tag, cmd, reply) in batch.cmds {
+        let g = *by_tag.entry(tag).or_insert_with(|| {
+            groups.push((redis::pipe(), Vec::new()));
+            groups.len() - 1
+        });
+        let (pipe, slots) = &mut groups[g];
+        pipe.add_command(cmd);
+        if reply {
+            slots.push(replies);
+            replies += 1;
+        } else {
+            pipe.ignore();
         }
     }
-    out
+    let sent = join_all(groups.iter().map(|(pipe, _)| {
+        let mut conn = conn.clone();
+        async move { pipe.query_async::<Vec<Value>>(&mut conn).await }
+    }))
+    .await;
+    let mut out = vec![Value::Nil; replies];
+    for ((_, slots), result) in groups.iter().zip(sent) {
+        for (slot, value) in slots.iter().zip(result?) {
+            out[*slot] = value;
+        }
+    }
+    Ok(out)
 }

@@ -2,6 +2,7 @@
 //! subscription counts, the state rewrite) goes through one queue and one task, so Redis sees
 //! them in the order they happened. Writes are sent as pipelines of up to [`BATCH`].
 
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -10,7 +11,8 @@ use chorus_protocol::is_cache_channel;
 use tokio::sync::{mpsc, oneshot};
 
 use super::bus::{self, Body};
-use super::scripts::{Join, PublishHistory, Scripts};
+use super::keys;
+use super::scripts::{Join, Orphan, PublishHistory, Scripts};
 use crate::app::{App, Apps};
 use crate::config::WebhookKind;
 use crate::error::AdapterError;
@@ -20,13 +22,19 @@ use crate::wire::{self, OpenFrame};
 
 /// Queued writes (publishes, count updates) before new ones are dropped while Redis is slow or down.
 const QUEUE: usize = 65_536;
-/// Writes sent in one pipeline.
+/// Writes sent in one batch.
 const BATCH: usize = 256;
+/// A state rewrite that failed (Redis still away) is tried again after this long.
+const RESYNC_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Writes that must reach Redis in order; none is awaited by the caller.
 pub enum Op {
-    /// A message on a pub/sub channel (the bus, or a channel's route).
-    Publish { to: String, msg: String },
+    /// A message on a pub/sub channel: a channel's route, or (`route` false) the bus.
+    Publish {
+        to: String,
+        msg: String,
+        route: bool,
+    },
     /// An event on a channel with history: positioned and published by Redis.
     PublishHistory {
         app: Arc<App>,
@@ -111,9 +119,13 @@ impl Writer {
             frame,
         };
         let id = &app.config().id;
-        let to = super::routes::route(&self.prefix, id, channel);
+        let to = keys::route(&self.prefix, id, channel);
         let msg = bus::envelope(&self.node, id, body);
-        let _ = self.enqueue(Op::Publish { to, msg });
+        let _ = self.enqueue(Op::Publish {
+            to,
+            msg,
+            route: true,
+        });
     }
 
     /// Keeps `frame` as the cluster's last event of `channel` if it is a cache channel.
@@ -133,8 +145,9 @@ impl Writer {
         let body = Body::Watch { user_id, online };
         let msg = bus::envelope(&self.node, &app.config().id, body);
         let _ = self.enqueue(Op::Publish {
-            to: super::routes::bus(&self.prefix),
+            to: keys::bus(&self.prefix),
             msg,
+            route: false,
         });
     }
 
@@ -143,8 +156,9 @@ impl Writer {
         let body = Body::Terminate { user_id };
         let msg = bus::envelope(&self.node, &app.config().id, body);
         let _ = self.enqueue(Op::Publish {
-            to: super::routes::bus(&self.prefix),
+            to: keys::bus(&self.prefix),
             msg,
+            route: false,
         });
     }
 
@@ -195,7 +209,9 @@ struct Fallback {
     except: Option<String>,
 }
 
-/// Sends queued writes in order, a pipeline at a time.
+/// Sends queued writes in order, a batch at a time. A channel newly served by this node is
+/// listed in its app's index before its count is written (so that reaping finds it), and
+/// unlisted after its count here dropped to zero.
 async fn write_loop(
     scripts: Arc<Scripts>,
     apps: Arc<Apps>,
@@ -204,32 +220,34 @@ async fn write_loop(
 ) {
     let mut batch = Vec::with_capacity(BATCH);
     while rx.recv_many(&mut batch, BATCH).await > 0 {
-        let mut pipe = redis::pipe();
+        let (mut listed, mut writes) = (scripts.batch(), scripts.batch());
         let mut resync = false;
         let mut fallback = Vec::new();
         let mut acks = Vec::new();
-        // The pipeline's commands that reply, in order: a delta's reply says what became occupied
-        // or vacated, a count's is the count.
+        // The writes that reply, in order: a delta's reply says what became occupied or vacated
+        // (and this node's count), a count's is the count.
         let mut replies_to = Vec::new();
         for op in batch.drain(..) {
             match op {
-                Op::Publish { to, msg } => {
-                    pipe.publish(to, msg).ignore();
-                }
+                Op::Publish { to, msg, route } => scripts.publish(&mut writes, &to, &msg, route),
                 Op::SubscriptionDelta {
                     app,
                     channel,
                     delta,
                 } => {
-                    scripts.pipe_subscription_delta(&mut pipe, &app.config().id, &channel, delta);
+                    let id = &app.config().id;
+                    if delta > 0 {
+                        scripts.index(&mut listed, id, &channel, true);
+                    }
+                    scripts.subscription_delta(&mut writes, id, &channel, delta);
                     replies_to.push(Reply::Delta(app, channel));
                 }
                 Op::SubscriptionCount { app, channel } => {
                     let prefix = app.config().enable_subscription_count.then(|| {
                         bus::envelope_prefix(scripts.node(), &app.config().id, &channel, None, true)
                     });
-                    scripts.pipe_subscription_count(
-                        &mut pipe,
+                    scripts.subscription_count(
+                        &mut writes,
                         &app.config().id,
                         &channel,
                         prefix.as_deref(),
@@ -257,7 +275,7 @@ async fn write_loop(
                         envelope_prefix: &envelope_prefix,
                         except: except.as_deref(),
                     };
-                    scripts.pipe_publish_history(&mut pipe, event);
+                    scripts.publish_history(&mut writes, event);
                     fallback.push(Fallback {
                         app,
                         channel,
@@ -269,34 +287,53 @@ async fn write_loop(
                     app,
                     channel,
                     frame,
-                } => scripts.pipe_cache(&mut pipe, &app, &channel, &frame),
+                } => scripts.cache(&mut writes, &app, &channel, &frame),
                 Op::Resync => resync = true,
                 Op::Ack(done) => acks.push(done),
             }
         }
-        // A batch of only acks and resyncs sends nothing (an empty pipeline is an error).
-        let sent = if pipe.is_empty() {
+        // A batch of only acks and resyncs sends nothing.
+        let sent = if listed.is_empty() && writes.is_empty() {
             Some(Vec::new())
         } else {
-            scripts.send(&pipe).await
+            scripts.send(vec![listed, writes]).await
         };
         if let Some(replies) = sent {
             me.dropped_warned.store(false, Ordering::Relaxed);
-            for (to, reply) in replies_to.iter().zip(replies) {
+            // This node's count of each channel after the batch: zero is unlisted.
+            let mut counts: HashMap<(String, String), i64> = HashMap::new();
+            for (to, reply) in replies_to.into_iter().zip(replies) {
                 match to {
                     Reply::Delta(app, channel) => {
-                        let kind = match reply {
-                            1 => WebhookKind::ChannelOccupied,
-                            -1 => WebhookKind::ChannelVacated,
-                            _ => continue,
+                        let (change, here) = Scripts::delta_reply(&reply);
+                        let kind = match change {
+                            1 => Some(WebhookKind::ChannelOccupied),
+                            -1 => Some(WebhookKind::ChannelVacated),
+                            _ => None,
                         };
-                        app.webhooks().emit(Event::Channel { kind, channel });
+                        if let Some(kind) = kind {
+                            app.webhooks().emit(Event::Channel {
+                                kind,
+                                channel: &channel,
+                            });
+                        }
+                        counts.insert((app.config().id.clone(), channel), here);
                     }
                     Reply::Count(app, channel) => {
-                        let count = usize::try_from(reply).unwrap_or(0);
-                        app.subscription_count(channel, count, false);
+                        let count = usize::try_from(reply_int(&reply)).unwrap_or(0);
+                        app.subscription_count(&channel, count, false);
                     }
                 }
+            }
+            let mut unlisted = scripts.batch();
+            for ((app, channel), here) in counts {
+                if here == 0 {
+                    scripts.index(&mut unlisted, &app, &channel, false);
+                }
+            }
+            if !unlisted.is_empty() {
+                // Lost with Redis: a listed channel nobody serves is skipped by listing.
+                let _ = scripts.send(vec![unlisted]).await;
             }
         } else {
             // Redis did not take them: local subscribers still get them live, unpositioned,
@@ -314,38 +351,62 @@ async fn write_loop(
             let Some(writer) = me.upgrade() else { continue };
             if let Err(e) = rewrite_state(&scripts, &apps, &writer).await {
                 tracing::warn!(error = %e, "could not rewrite this node's redis state; will retry");
-                // The next heartbeat sees the state missing and asks again.
+                tokio::spawn(async move {
+                    tokio::time::sleep(RESYNC_RETRY).await;
+                    let _ = writer.enqueue(Op::Resync);
+                });
             }
         }
     }
 }
 
-/// Rewrites this node's state from local state, announcing members that are new again.
+fn reply_int(value: &redis::Value) -> i64 {
+    redis::from_redis_value_ref::<i64>(value).unwrap_or(0)
+}
+
+/// Rewrites this node's state from local state (after clearing what Redis still had of it),
+/// announcing the members Redis had lost (not those it still had: the cluster knows them).
 async fn rewrite_state(
     scripts: &Scripts,
     apps: &Apps,
     writer: &Writer,
 ) -> Result<(), AdapterError> {
-    scripts.clear().await?;
+    // Listed first: state written by a node that is not on the list would never be reaped.
+    if scripts.heartbeat().await? < 0 {
+        return Err(AdapterError(
+            "redis: this node is being reaped; rewriting after".into(),
+        ));
+    }
+    let ids: Vec<String> = apps.iter().map(|a| a.config().id.clone()).collect();
+    let known: HashSet<Orphan> = scripts
+        .reap_node(scripts.node(), &ids)
+        .await?
+        .members
+        .into_iter()
+        .collect();
     for app in apps.iter() {
+        let id = &app.config().id;
         for (channel, count) in app.channels.subscription_counts() {
             scripts
-                .subscription_delta(&app.config().id, &channel, count as i64)
+                .subscription_delta_now(id, &channel, count as i64)
                 .await?;
         }
         for (user_id, count) in app.users.counts() {
-            scripts
-                .user_delta(&app.config().id, &user_id, count as i64)
-                .await?;
+            scripts.user_delta(id, &user_id, count as i64).await?;
         }
         for (channel, member, count) in app.channels.presence_snapshot() {
             let join = Join {
-                app: &app.config().id,
+                app: id,
                 channel: &channel,
                 member: &member,
                 set_count: Some(count),
             };
-            if scripts.join(join).await?.is_new {
+            let was_known = known.contains(&Orphan {
+                app: id.clone(),
+                channel: channel.to_string(),
+                user_id: member.user_id.clone(),
+            });
+            if scripts.join(join).await?.is_new && !was_known {
                 let frame =
                     wire::member_added(&channel, &member.user_id, member.user_info.as_deref());
                 writer.broadcast(&app, &channel, &frame, None);

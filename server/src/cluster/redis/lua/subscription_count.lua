@@ -1,15 +1,12 @@
--- Announces a channel's subscription count, summed over the live nodes. ARGV: 3 app, 4 channel,
--- 5 the channel as a JSON string, 6 the bus envelope up to its frame ('' = count only, nothing
--- published). Counting and publishing in one script keeps announcements in count order.
--- Returns the count.
-local app, ch = ARGV[3], ARGV[4]
+-- Announces a channel's subscription count, summed over the nodes. KEYS[1] channel. ARGV: 1 the
+-- channel as a JSON string, 2 the bus envelope up to its frame ('' = count only, nothing
+-- published), 3 the publish command (PUBLISH, or SPUBLISH on a Redis Cluster), 4 the route.
+-- Counting and publishing in one script keeps announcements in count order. Returns the count.
 local n = 0
-for _, node in ipairs(alive()) do
-  n = n + tonumber(redis.call('HGET', P .. ':n:' .. node .. ':subs:' .. app, ch) or 0)
-end
-if ARGV[6] ~= '' then
-  local frame = '{"event":"pusher_internal:subscription_count","channel":' .. ARGV[5]
+for _, v in ipairs(redis.call('HVALS', B .. ':s')) do n = n + tonumber(v) end
+if ARGV[2] ~= '' then
+  local frame = '{"event":"pusher_internal:subscription_count","channel":' .. ARGV[1]
     .. ',"data":"{\\"subscription_count\\":' .. n .. '}"}'
-  redis.call('PUBLISH', P .. ':c:' .. app .. ':' .. ch, ARGV[6] .. frame .. '}')
+  redis.call(ARGV[3], ARGV[4], ARGV[2] .. frame .. '}')
 end
 return n

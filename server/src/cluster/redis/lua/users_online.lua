@@ -1,10 +1,10 @@
--- Which of some users are online (signed in on a live node). ARGV: 3 app, 4… user ids.
+-- Which of some users are signed in anywhere in the cluster. KEYS[1] app. ARGV: the user ids.
 -- Returns those online.
-local nodes = alive()
+local nodes = redis.call('SMEMBERS', B .. ':un')
 local online = {}
-for i = 4, #ARGV do
+for i = 1, #ARGV do
   for _, n in ipairs(nodes) do
-    if redis.call('HEXISTS', P .. ':n:' .. n .. ':u:' .. ARGV[3], ARGV[i]) == 1 then
+    if redis.call('HEXISTS', B .. ':u:' .. n, ARGV[i]) == 1 then
       table.insert(online, ARGV[i])
       break
     end

@@ -1,5 +1,6 @@
 // Types of `chorus-sdk/react`: @laravel/echo-react 2.5's hooks on the Chorus client.
 import type { DependencyList } from 'react';
+import type { Recovery } from './index.js';
 import type { BroadcastNotification, ChannelReturnType, ConnectionStatus, EventName, InferEventPayload, ModelEvents, ModelPayload, Visibility } from './hooks.js';
 
 export * from './hooks.js';
@@ -9,9 +10,11 @@ type Result<V extends Visibility> = {
   leave: () => void;
   stopListening: () => void;
   listen: () => void;
+  /** Extra: the outcome of the last reconnect's recovery of missed events on this channel. */
+  recovery: Recovery | null;
   channel: () => ChannelReturnType<V> | null;
 };
-type ChannelResult<V extends Visibility> = Omit<Result<V>, 'stopListening' | 'listen'>;
+type ChannelResult<V extends Visibility> = Omit<Result<V>, 'stopListening' | 'listen' | 'recovery'>;
 /** Extra: the presence members' `user_info`, kept current. */
 type WithMembers<R, I = any> = R & { members: I[] };
 

@@ -94,5 +94,15 @@ export function watchMembers(channel, f) {
   };
 }
 
+/** Calls `f(outcome)` with each recovery outcome of `channel` after a reconnect (`{ recovered:
+ * true, replayed }` or `{ recovered: false, reason }`); returns the undo. */
+export function watchRecovery(channel, f) {
+  const events = ['chorus:recovered', 'chorus:recovery_failed'];
+  for (const e of events) channel.on(e, f);
+  return () => {
+    for (const e of events) channel.off(e, f);
+  };
+}
+
 /** Calls `f(status)` on every connection status change; returns the undo. */
 export const onStatus = (f) => echo().connector.onConnectionChange(f);

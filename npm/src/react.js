@@ -1,8 +1,9 @@
 // `chorus-sdk/react`: the hooks of @laravel/echo-react 2.5 (same names, arguments and results) on
 // the Chorus client, without laravel-echo or pusher-js. Channels are reference-counted across
-// components: the last one to unmount leaves the channel. Extra: presence `members`.
+// components: the last one to unmount leaves the channel. Extras: presence `members`, and
+// `recovery`, the outcome of the last reconnect's recovery of missed events.
 import { useCallback, useEffect, useLayoutEffect, useMemo, useRef, useState } from 'react';
-import { echo, modelEvents, notificationTypes, onStatus, release, resolve, spec, toArray, watchMembers } from './hooks.js';
+import { echo, modelEvents, notificationTypes, onStatus, release, resolve, spec, toArray, watchMembers, watchRecovery } from './hooks.js';
 
 export { configureEcho, echo, echoIsConfigured } from './hooks.js';
 
@@ -60,9 +61,16 @@ export function useEcho(channelName, event = [], callback = () => {}, dependenci
     return tearDown;
   }, [listen, tearDown, channel, subscription]);
 
+  const [recovery, setRecovery] = useState(null);
+  // After the effect above (declaration order), on the channel it took.
+  useEffect(() => {
+    const ch = subscription.current;
+    return ch ? watchRecovery(ch, setRecovery) : undefined;
+  }, [listen, tearDown, channel, subscription]);
+
   return useMemo(
-    () => ({ leaveChannel: tearDown, leave, stopListening, listen, channel: () => subscription.current }),
-    [leave, listen, stopListening, tearDown, subscription],
+    () => ({ leaveChannel: tearDown, leave, stopListening, listen, channel: () => subscription.current, recovery }),
+    [leave, listen, stopListening, tearDown, subscription, recovery],
   );
 }
 

@@ -2,7 +2,7 @@
 // on the Chorus client, without laravel-echo or pusher-js. Channels are reference-counted across
 // components: the last component to unmount leaves the channel. Extra: presence `members`.
 import { onMounted, onUnmounted, ref, watch } from 'vue';
-import { echo, modelEvents, notificationTypes, onStatus, release, resolve, spec, toArray, watchMembers } from './hooks.js';
+import { echo, modelEvents, notificationTypes, onStatus, release, resolve, spec, toArray, watchMembers, watchRecovery } from './hooks.js';
 
 export { configureEcho, echo, echoIsConfigured } from './hooks.js';
 
@@ -31,8 +31,16 @@ export function useEcho(channelName, event = [], callback = () => {}, dependenci
     if (!left) release(channel, leaveAll);
     left = true;
   };
-  onMounted(listen);
-  onUnmounted(() => tearDown());
+  const recovery = ref(null);
+  let unwatch;
+  onMounted(() => {
+    listen();
+    unwatch = watchRecovery(subscription, (r) => (recovery.value = r));
+  });
+  onUnmounted(() => {
+    unwatch?.();
+    tearDown();
+  });
   if (dependencies.length > 0)
     watch(
       () => dependencies,
@@ -49,6 +57,7 @@ export function useEcho(channelName, event = [], callback = () => {}, dependenci
     stopListening,
     listen,
     channel: () => subscription,
+    recovery,
   };
 }
 

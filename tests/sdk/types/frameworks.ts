@@ -3,6 +3,7 @@
 import Echo from 'laravel-echo';
 import type { Ref } from 'vue';
 import { ChorusConnector, type ConnectionStatus } from 'chorus-sdk/echo';
+import type { Recovery } from 'chorus-sdk';
 import * as vue from 'chorus-sdk/vue';
 import * as react from 'chorus-sdk/react';
 
@@ -32,6 +33,8 @@ presence.channel().here(() => {});
 vue.useEchoNotification<{ text: string }>('App.Models.User.1', (n) => n.text + n.type + n.id);
 vue.useEchoModel<{ id: number }, 'App.Models.Post'>('App.Models.Post', 1, ['PostUpdated'], (p) => p.model.id);
 const vueStatus: Ref<ConnectionStatus> = vue.useConnectionStatus();
+const vueRecovery: Ref<Recovery | null> = vue.useEcho('orders.1', 'OrderShipped', () => {}).recovery;
+if (vueRecovery.value && !vueRecovery.value.recovered) void vueRecovery.value.reason;
 const vueSocket: Ref<string | undefined> = vue.useSocketId();
 vue.usePresenceChannel('room.1').channel().joining(() => {});
 vue.echo().private('chat.1').whisper('typing', {}).whisper('typing', {});
@@ -51,7 +54,9 @@ react.useChannel('chat.1').channel().whisper('typing', {});
 vue.useEcho('x', [], () => {}, [], 'secret');
 // @ts-expect-error not an Echo connection status
 const badStatus: ConnectionStatus = 'unavailable';
+// @ts-expect-error useChannel listens to nothing: no recovery of its own
+void react.useChannel('chat.1').recovery;
 // @ts-expect-error model events are the model's own
 vue.useEchoModel('App.Models.Post', 1, ['UserCreated']);
 
-void [status, stop, members, vueStatus, vueSocket, reactStatus, reactSocket, badStatus];
+void [status, stop, members, vueStatus, vueRecovery, vueSocket, reactStatus, reactSocket, badStatus];

@@ -2,13 +2,16 @@ import { configureEcho, useConnectionStatus, useEcho, useEchoNotification, useEc
 import { useEffect, useState } from 'react';
 import { createRoot } from 'react-dom/client';
 
-import { echoOptions, names, onMembers, onMount, onNotification, onOrder, onStatus, watchPresence } from '../shared/app.js';
+import { echoOptions, names, onMembers, onMount, onNotification, onOrder, onRecovery, onStatus, watchPresence } from '../shared/app.js';
 
 // No `broadcaster`: chorus-sdk/react always uses Chorus.
 configureEcho(echoOptions());
 
 function Live() {
-  useEcho(names.orders, 'OrderShipped', onOrder);
+  const orders = useEcho(names.orders, 'OrderShipped', onOrder);
+  useEffect(() => {
+    if (orders.recovery) onRecovery(orders.recovery);
+  }, [orders.recovery]);
   useEchoNotification(names.user, onNotification);
   const presence = useEchoPresence(names.room);
   // After the hook's own effect (declaration order), which took the channel.

@@ -23,13 +23,15 @@ export const names = { orders: `orders.${tag}`, room: `room.${tag}`, user: `App.
 
 const ids = (members) => members.map((m) => String(m.id)).sort();
 
-export const rec = (window.rec = { orders: [], notifications: [], presence: [], members: null, statuses: [], mounts: 0 });
+export const rec = (window.rec = { orders: [], notifications: [], presence: [], members: null, recovery: null, statuses: [], mounts: 0 });
 export const onOrder = (e) => rec.orders.push(e);
 export const onNotification = (n) => rec.notifications.push(n);
 export const onStatus = (s) => rec.statuses.push(s);
 /** The `members` extra of chorus-sdk's useEchoPresence (user ids, sorted). */
 export const onMembers = (m) => (rec.members = ids(m));
 export const onMount = () => (rec.mounts += 1);
+/** The `recovery` extra of chorus-sdk's useEcho on the orders channel. */
+export const onRecovery = (r) => (rec.recovery = r);
 /** Echo's presence callbacks on the channel the hook holds. */
 export const watchPresence = (channel) =>
   channel

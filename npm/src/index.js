@@ -241,13 +241,25 @@ export class EncryptedChannel extends PrivateChannel {
   constructor(chorus, name) {
     super(chorus, name);
     this._in = []; // events waiting for the crypto chunk or a key, in arrival order
-    loadCrypto().then((c) => {
-      this._open = c.open;
-      this._drain();
-    });
+    loadCrypto().then(
+      (c) => {
+        this._open = c.open;
+        this._drain();
+      },
+      () => {
+        // The crypto file did not load: nothing here can be read (a later channel tries again).
+        crypto = null;
+        this._lost = true;
+        for (const [event] of this._in.splice(0)) this._unread(event);
+      },
+    );
+  }
+  _unread(event) {
+    this.chorus._error('DecryptionError', { channel: this.name, event });
   }
   _dispatch(event, data, meta, frame) {
     if (/^(pusher|chorus)[:_]/.test(event)) return super._dispatch(event, data, meta, frame);
+    if (this._lost) return this._unread(event);
     this._in.push([event, data, meta, frame]);
     this._drain();
   }
@@ -269,7 +281,7 @@ export class EncryptedChannel extends PrivateChannel {
           return;
         }
         this._in.shift();
-        this.chorus._error('DecryptionError', { channel: this.name, event });
+        this._unread(event);
         continue;
       }
       this._in.shift();

@@ -300,6 +300,28 @@ describe('encrypted channels in Chromium', () => {
     assert.deepEqual(page.errors, []);
     await page.close();
   });
+
+  test('a crypto file that does not load: the events are reported unreadable, none is delivered', async () => {
+    const page = await open(br, app, srv, '2');
+    await page.route('**/crypto.js', (route) => route.abort());
+    await until(async () => (await state(page)) === 'connected', 'connected');
+    await page.evaluate(() => {
+      window.c
+        .encryptedPrivate('vault.2')
+        .listen('.Secret', (d) => window.got.push(d))
+        .subscribed(() => (window.sub = true));
+    });
+    await page.waitForFunction(() => window.sub === true, null, { timeout: 5000 });
+    await srv.encrypting.trigger('private-encrypted-vault.2', 'Secret', { n: 1 });
+    await until(
+      () => page.evaluate(() => window.log.some((e) => e[0] === 'error' && e[1].type === 'DecryptionError')),
+      'a DecryptionError',
+    );
+    const errors = await page.evaluate(() => window.log.filter((e) => e[0] === 'error').map((e) => e[1]));
+    assert.deepEqual(errors, [{ type: 'DecryptionError', data: { channel: 'private-encrypted-vault.2', event: 'Secret' } }]);
+    assert.deepEqual(await got(page), []);
+    await page.close();
+  });
 });
 
 describe('a Vite app', () => {

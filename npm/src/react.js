@@ -68,9 +68,13 @@ export function useEcho(channelName, event = [], callback = () => {}, dependenci
     return ch ? watchRecovery(ch, setRecovery) : undefined;
   }, [listen, tearDown, channel, subscription]);
 
+  // The same `channel` function while the subscription is: a new recovery outcome must not look
+  // like a new channel to the app's effects that depend on it.
+  // eslint-disable-next-line react-hooks/exhaustive-deps
+  const current = useCallback(() => subscription.current, [subscription, listen, tearDown]);
   return useMemo(
-    () => ({ leaveChannel: tearDown, leave, stopListening, listen, channel: () => subscription.current, recovery }),
-    [leave, listen, stopListening, tearDown, subscription, recovery],
+    () => ({ leaveChannel: tearDown, leave, stopListening, listen, channel: current, recovery }),
+    [leave, listen, stopListening, tearDown, current, recovery],
   );
 }
 

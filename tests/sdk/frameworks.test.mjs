@@ -260,6 +260,10 @@ describe('framework apps built with Vite, in Chromium, on two chorus nodes with 
           const { recovery } = await waitRec((x) => x.recovery, 'useEcho().recovery after the restart', 10000);
           assert.equal(recovery.recovered, true, JSON.stringify(recovery));
           assert.ok(recovery.replayed >= 20, JSON.stringify(recovery));
+          if (app.name === 'react-chorus') {
+            const r2 = await rec();
+            assert.equal(r2.channelFns, r2.mounts, 'useEcho().channel kept its identity across the recovery');
+          }
         }
         await publish(b, 25, 27); // live again
         await until(async () => (await orderNumbers()).length >= 26, 'all 26 events', 10000).catch(() => {}); // the diff below tells

@@ -12,6 +12,10 @@ function Live() {
   useEffect(() => {
     if (orders.recovery) onRecovery(orders.recovery);
   }, [orders.recovery]);
+  // An app's effects depend on `channel`: a recovery must not make it look new.
+  useEffect(() => {
+    window.rec.channelFns = (window.rec.channelFns ?? 0) + 1;
+  }, [orders.channel]);
   useEchoNotification(names.user, onNotification);
   const presence = useEchoPresence(names.room);
   // After the hook's own effect (declaration order), which took the channel.

@@ -57,7 +57,6 @@ pub struct Scripts {
     subscription_delta_source: String,
     publish_history_source: String,
     subscription_count_source: String,
-    index_source: String,
 }
 
 /// An event on a channel with history, positioned and published by Redis.
@@ -126,7 +125,6 @@ impl Scripts {
             subscription_delta_source: source(include_str!("lua/subscription_delta.lua")),
             publish_history_source: source(include_str!("lua/publish_history.lua")),
             subscription_count_source: source(include_str!("lua/subscription_count.lua")),
-            index_source: source(include_str!("lua/index.lua")),
         }
     }
 
@@ -201,12 +199,18 @@ impl Scripts {
 
     /// Whether this node serves `channel`, for the app's channel listing.
     pub fn index(&self, batch: &mut Batch, app: &str, channel: &str, serves: bool) {
+        // Plain commands (no script source on every subscribe): the node stays in the app's set
+        // of listing nodes until it is reaped or clears its state (`reap_app.lua`).
         let base = self.app_base(app);
-        let mut cmd = eval(&self.index_source, &base);
-        cmd.arg(&self.node)
-            .arg(channel)
-            .arg(if serves { "1" } else { "0" });
+        let mut cmd = redis::cmd(if serves { "SADD" } else { "SREM" });
+        cmd.arg(keys::app_channels_of(&base, &self.node))
+            .arg(channel);
         batch.push(&base, cmd, false);
+        if serves {
+            let mut cmd = redis::cmd("SADD");
+            cmd.arg(format!("{base}:cn")).arg(&self.node);
+            batch.push(&base, cmd, false);
+        }
     }
 
     /// A channel's subscription count, summed over the nodes; with `envelope_prefix` it is also
